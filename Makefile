@@ -1,0 +1,36 @@
+# Two entry points for a newcomer: `make demo` and `make test`. Each builds its own virtualenv
+# with pinned dependencies (requirements.lock) on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint deps bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+## Run the whole pipeline on an embedded broker and Postgres; prints a summary.
+demo: $(STAMP)
+	$(BIN)/crisis demo
+
+## Java and Maven run the real Apache Kafka broker the integration tests use.
+deps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing Java 17 and Maven (Debian packages)"; \
+	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+
+## Lint, then the whole suite: unit tests, then integration tests on Apache Kafka + PostgreSQL.
+test: $(STAMP) deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/crisis bench --json
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis

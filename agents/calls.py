@@ -1,0 +1,396 @@
+"""The call pipeline: one batch of inbound call events in, decisions and SLA events out.
+
+``CallPipeline`` holds no Faust code, so it runs the same under the Faust agent (``agents.worker``)
+and in unit tests with an in-memory store. For every batch:
+
+1. decode each record with pydantic; anything invalid becomes a dead letter (reason + original bytes);
+2. in one store transaction: apply each event in order (triage, override, unit arrival, close),
+   fire the SLA deadlines the event-time watermark has passed, write everything idempotently;
+3. publish only what was stored for the first time, await delivery, then commit.
+
+The Faust agent acknowledges the batch only when ``handle`` returns, so a crash replays the batch
+and the idempotent store absorbs it. Infrastructure errors are retried, never raised: in Faust an
+exception would acknowledge the batch and lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
+
+from domain.policy import Policy
+from domain.sla import SlaTimer, advance, record_arrival, record_close, timer_for
+from domain.triage import decide, deterministic_id, override, person_ref
+from schemas.calls import (
+    CallClosed,
+    CallEvent,
+    CallReceived,
+    TriageOverridden,
+    UnitArrived,
+    UnitDispatched,
+    UnitType,
+    decode_call_event,
+)
+from schemas.deadletter import DeadLetter
+from schemas.sla import Response, SlaEvent
+from schemas.triage import Route, TriageDecision
+from sinks.base import BatchWrite, Store, Stored, StoreTransaction
+from streams import topics
+from streams.config import Settings
+from streams.metrics import PipelineMetrics
+from streams.publisher import OutboundMessage, Publisher
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+DUE_TIMERS_PER_QUERY = 5000
+RETRY_DELAYS_SECONDS = (0.2, 0.5, 1, 2, 5, 10)
+
+
+def wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    """One record as read from Kafka, before any decoding."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass
+class _BatchState:
+    """What one batch is building inside its transaction."""
+
+    write: BatchWrite = field(default_factory=BatchWrite)
+    timers: dict[str, SlaTimer] = field(default_factory=dict)
+    changed_timers: set[str] = field(default_factory=set)
+    latest: dict[str, TriageDecision] = field(default_factory=dict)
+    consumed: dict[str, int] = field(default_factory=dict)
+    unmatched: dict[str, int] = field(default_factory=dict)
+
+
+def _dead_letter_reason(exc: ValidationError) -> str:
+    """A bounded reason class for metrics; the full error text travels with the letter."""
+    kinds = {err["type"] for err in exc.errors()}
+    if "json_invalid" in kinds or "json_type" in kinds:
+        return "invalid_json"
+    if "union_tag_invalid" in kinds:
+        return "unknown_type"
+    if "union_tag_not_found" in kinds:
+        return "missing_type"
+    if "missing" in kinds:
+        return "missing_field"
+    return "invalid_field"
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(event)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)[:2000]
+
+
+class CallPipeline:
+    """Decode, decide, time and store one batch of call events; publish what is new."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        store: Store,
+        publisher: Publisher,
+        metrics: PipelineMetrics,
+        clock: Clock = wall_clock,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.store = store
+        self.publisher = publisher
+        self.metrics = metrics
+        self.clock = clock
+        self.pseudonym_key = settings.pseudonym_key.encode()
+        self.lateness = timedelta(seconds=settings.timer_lateness_seconds)
+        # Highest occurred_at seen per partition: event time, for deadlines under replay.
+        self.watermarks: dict[int, datetime] = {}
+
+    # -- the batch ---------------------------------------------------------------------------
+
+    async def handle(self, records: Sequence[InboundRecord]) -> None:
+        """Process one batch until it is stored and published, retrying infrastructure errors."""
+        started = time.perf_counter()
+        await self._retrying("batch", lambda: self._handle_once(records))
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+
+    async def _retrying(self, stage: str, work: Callable[[], object]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await work()  # type: ignore[misc]
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
+                attempt += 1
+                self.metrics.batch_retries.labels(stage).inc()
+                log.exception("%s failed (attempt %d); retrying in %.1f s", stage, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _handle_once(self, records: Sequence[InboundRecord]) -> None:
+        state = _BatchState()
+        decoded: list[tuple[InboundRecord, CallEvent]] = []
+        for record in records:
+            try:
+                decoded.append((record, decode_call_event(record.value)))
+            except ValidationError as exc:
+                self._dead_letter(state, record, _dead_letter_reason(exc), _describe(exc))
+        watermarks = dict(self.watermarks)
+
+        async with self.store.transaction() as tx:
+            lookups = [event.call_id for _, event in decoded if not isinstance(event, UnitDispatched)]
+            state.timers = await tx.lock_timers(lookups)
+            overridden = [event.call_id for _, event in decoded if isinstance(event, TriageOverridden)]
+            state.latest = await tx.latest_decisions(overridden)
+            for record, event in decoded:
+                state.consumed[event.type] = state.consumed.get(event.type, 0) + 1
+                try:
+                    self._apply(state, record, event)
+                except Exception as exc:  # a bug must not stall the partition: keep the event
+                    log.exception("processing failed for event %s", event.event_id)
+                    self._dead_letter(state, record, "processing_error", repr(exc)[:2000])
+                previous = watermarks.get(record.partition)
+                if previous is None or event.occurred_at > previous:
+                    watermarks[record.partition] = event.occurred_at
+            await self._fire_by_event_time(tx, state, {r.partition for r, _ in decoded}, watermarks)
+            stored = await self._store_and_publish(tx, state)
+        # Committed: only now does the batch count.
+        self.watermarks = watermarks
+        self._record_metrics(state, stored)
+
+    # -- one event ---------------------------------------------------------------------------
+
+    def _apply(self, state: _BatchState, record: InboundRecord, event: CallEvent) -> None:
+        match event:
+            case CallReceived():
+                self._on_call_received(state, record, event)
+            case TriageOverridden():
+                self._on_override(state, record, event)
+            case UnitDispatched():
+                state.write.lifecycle.append(event)
+            case UnitArrived():
+                state.write.lifecycle.append(event)
+                if event.unit_type is UnitType.CO_RESPONDER:
+                    self._update_timer(state, event.call_id, lambda t: record_arrival(t, event.occurred_at),
+                                       missing="arrival_without_timer", unchanged="duplicate_arrival")
+            case CallClosed():
+                state.write.lifecycle.append(event)
+                self._update_timer(state, event.call_id, lambda t: record_close(t, event.occurred_at),
+                                   missing=None, unchanged=None)
+
+    def _on_call_received(self, state: _BatchState, record: InboundRecord, call: CallReceived) -> None:
+        decision = decide(call, self.policy, self.pseudonym_key)
+        state.write.calls.append((call, person_ref(call.caller_phone, self.pseudonym_key)))
+        state.write.decisions.append(decision)
+        state.latest[call.call_id] = decision
+        self._start_timer(state, decision, record.partition)
+
+    def _on_override(self, state: _BatchState, record: InboundRecord, event: TriageOverridden) -> None:
+        previous = state.latest.get(event.call_id)
+        if previous is None:
+            self._dead_letter(state, record, "unknown_call", f"override for call {event.call_id!r}, "
+                              "which has no triage decision (call.received not seen)")
+            return
+        decision = override(previous, event)
+        state.write.decisions.append(decision)
+        state.latest[event.call_id] = decision
+        if decision.route is Route.CO_RESPONDER:
+            self._start_timer(state, decision, record.partition)
+        else:
+            # The team is no longer wanted as first responder: stop waiting for it.
+            self._update_timer(
+                state, event.call_id,
+                lambda t: record_close(t, event.occurred_at) if t.response is Response.FIRST else (t, []),
+                missing=None, unchanged=None,
+            )
+
+    def _start_timer(self, state: _BatchState, decision: TriageDecision, partition: int) -> None:
+        timer = timer_for(decision, self.policy, partition)
+        existing = state.timers.get(decision.call_id)
+        if timer is None or (existing is not None and existing.closed_at is None):
+            return  # a replayed decision never restarts a timer
+        state.timers[decision.call_id] = timer
+        state.changed_timers.add(decision.call_id)
+
+    def _update_timer(
+        self,
+        state: _BatchState,
+        call_id: str,
+        step: Callable[[SlaTimer], tuple[SlaTimer, list[SlaEvent]]],
+        missing: str | None,
+        unchanged: str | None,
+    ) -> None:
+        timer = state.timers.get(call_id)
+        if timer is None:
+            if missing:
+                log.info("%s: call %s", missing, call_id)
+                state.unmatched[missing] = state.unmatched.get(missing, 0) + 1
+            return
+        new_timer, events = step(timer)
+        if new_timer == timer:
+            if unchanged:
+                state.unmatched[unchanged] = state.unmatched.get(unchanged, 0) + 1
+            return
+        state.timers[call_id] = new_timer
+        state.changed_timers.add(call_id)
+        state.write.sla_events.extend(events)
+
+    def _dead_letter(self, state: _BatchState, record: InboundRecord, reason: str, error: str) -> None:
+        letter = DeadLetter(
+            event_id=deterministic_id("deadletter", record.topic, record.partition, record.offset),
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            source_key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            reason=reason,
+            error=error,
+            original_value_base64=base64.b64encode(record.value).decode(),
+            dead_lettered_at=self.clock(),
+        )
+        state.write.dead_letters.append((letter, record.value))
+
+    # -- deadlines by event time -------------------------------------------------------------
+
+    def event_time_now(self, watermark: datetime) -> datetime:
+        """The time deadlines are judged against on a partition, from its watermark.
+
+        Events may arrive a little out of order across calls, so the watermark trails the newest
+        event by the allowed lateness. Live (wall clock mode), a CAD clock running fast must not
+        breach timers early, so the watermark never runs ahead of the wall clock.
+        """
+        now = watermark
+        if self.settings.timer_clock == "wall":
+            now = min(now, self.clock())
+        return now - self.lateness
+
+    async def _fire_by_event_time(
+        self, tx: StoreTransaction, state: _BatchState, partitions: set[int], watermarks: dict[int, datetime]
+    ) -> None:
+        for call_id, timer in list(state.timers.items()):
+            if timer.partition in watermarks:
+                self._advance_timer(state, call_id, self.event_time_now(watermarks[timer.partition]))
+        for partition in sorted(partitions & watermarks.keys()):
+            now = self.event_time_now(watermarks[partition])
+            for timer in await tx.due_timers(now, partition, DUE_TIMERS_PER_QUERY):
+                if timer.call_id not in state.timers:  # ours were advanced above
+                    state.timers[timer.call_id] = timer
+                    self._advance_timer(state, timer.call_id, now)
+
+    def _advance_timer(self, state: _BatchState, call_id: str, now: datetime) -> None:
+        self._update_timer(state, call_id, lambda t: advance(t, now), missing=None, unchanged=None)
+
+    async def _store_and_publish(self, tx: StoreTransaction, state: _BatchState) -> Stored:
+        state.write.timers = [state.timers[call_id] for call_id in sorted(state.changed_timers)]
+        stored = await tx.write(state.write)
+        await self.publisher.publish(self._messages(state.write, stored))
+        return stored
+
+    # -- deadlines by wall clock -------------------------------------------------------------
+
+    async def fire_due_by_wall_clock(self) -> int:
+        """Fire every running timer whose deadline has passed on the wall clock; returns events fired.
+
+        Runs on every worker; ``FOR UPDATE SKIP LOCKED`` lets two workers share the work without
+        firing a timer twice, and lets timers fire even while their partition is being rebalanced.
+        """
+        fired = 0
+        while True:
+            now = self.clock() - self.lateness
+            rounds: list[tuple[_BatchState, Stored, int]] = []
+
+            async def fire_some(now: datetime = now, rounds: list = rounds) -> None:
+                state = _BatchState()
+                async with self.store.transaction() as tx:
+                    due = await tx.due_timers(now, None, DUE_TIMERS_PER_QUERY)
+                    state.timers = {timer.call_id: timer for timer in due}
+                    for timer in due:
+                        self._advance_timer(state, timer.call_id, now)
+                    stored = await self._store_and_publish(tx, state)
+                rounds.append((state, stored, len(due)))
+
+            await self._retrying("wall_clock_timers", fire_some)
+            state, stored, due_count = rounds[-1]
+            self._record_metrics(state, stored)
+            wall = self.clock()
+            for event in state.write.sla_events:
+                if event.event_id in stored.sla_event_ids and event.type in ("sla.warning", "sla.breached"):
+                    self.metrics.sla_timer_lag.observe(max(0.0, (wall - event.deadline_at).total_seconds()))
+            fired += len(stored.sla_event_ids)
+            if due_count < DUE_TIMERS_PER_QUERY:
+                break
+        self.metrics.sla_timers_pending.set(await self.store.count_running_timers())
+        return fired
+
+    # -- output ------------------------------------------------------------------------------
+
+    def _messages(self, write: BatchWrite, stored: Stored) -> list[OutboundMessage]:
+        decision_ids, sla_ids, dead_ids = stored.decision_ids, stored.sla_event_ids, stored.dead_letter_ids
+        topic = self.settings.topic
+        messages = [
+            OutboundMessage(topic(topics.TRIAGE), d.call_id.encode(), d.model_dump_json().encode())
+            for d in write.decisions
+            if d.event_id in decision_ids
+        ]
+        messages += [
+            OutboundMessage(topic(topics.SLA), e.call_id.encode(), e.model_dump_json().encode())
+            for e in write.sla_events
+            if e.event_id in sla_ids
+        ]
+        messages += [
+            OutboundMessage(
+                topic(topics.DEADLETTER),
+                letter.source_key.encode() if letter.source_key is not None else None,
+                letter.model_dump_json().encode(),
+            )
+            for letter, _ in write.dead_letters
+            if letter.event_id in dead_ids
+        ]
+        return messages
+
+    def _record_metrics(self, state: _BatchState, stored: Stored) -> None:
+        decision_ids, sla_ids, dead_ids = stored.decision_ids, stored.sla_event_ids, stored.dead_letter_ids
+        m = self.metrics
+        for event_type, count in state.consumed.items():
+            m.events_consumed.labels(event_type).inc(count)
+        for reason, count in state.unmatched.items():
+            m.unmatched_events.labels(reason).inc(count)
+        now = self.clock()
+        for decision in state.write.decisions:
+            if decision.event_id not in decision_ids:
+                continue
+            if decision.type == "triage.overridden":
+                m.overrides.labels(str(decision.previous_route), decision.route.value).inc()
+            else:
+                m.decisions.labels(decision.route.value).inc()
+                m.decision_latency.observe(max(0.0, (now - decision.decided_at).total_seconds()))
+        for event in state.write.sla_events:
+            if event.event_id not in sla_ids:
+                continue
+            m.sla_events.labels(event.type, event.response.value).inc()
+            if event.arrival_seconds is not None:
+                m.sla_arrival.labels(event.response.value).observe(event.arrival_seconds)
+        for letter, _ in state.write.dead_letters:
+            if letter.event_id in dead_ids:
+                m.dead_letters.labels(letter.reason).inc()

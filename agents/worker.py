@@ -1,0 +1,71 @@
+"""Faust wiring: the calls agent and the wall-clock SLA ticker. Thin: all logic is in ``CallPipeline``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import prometheus_client
+from faust.types import EventT, StreamT
+
+from agents.calls import CallPipeline, InboundRecord
+from domain.policy import load_policy
+from sinks.postgres import PostgresStore
+from streams.app import app, calls_topic, settings
+from streams.config import DEV_PSEUDONYM_KEY
+from streams.metrics import PipelineMetrics
+from streams.publisher import FaustPublisher
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+metrics = PipelineMetrics(prometheus_client.REGISTRY)
+_pipeline: CallPipeline | None = None
+_pipeline_lock = asyncio.Lock()
+
+
+async def pipeline() -> CallPipeline:
+    """The worker's pipeline, created on first use (the event loop must be running)."""
+    global _pipeline
+    async with _pipeline_lock:
+        if _pipeline is None:
+            if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
+                log.warning("CRISIS_PSEUDONYM_KEY is not set: person references use the development key")
+            store = await PostgresStore.connect(settings.database_url)
+            _pipeline = CallPipeline(settings, load_policy(settings.policy_path), store, FaustPublisher(app), metrics)
+        return _pipeline
+
+
+def inbound(event: EventT) -> InboundRecord:
+    message = event.message
+    return InboundRecord(message.topic, message.partition, message.offset, message.key, message.value)
+
+
+@app.agent(calls_topic)
+async def process_calls(stream: StreamT) -> None:
+    """Read call events in batches; a batch is acknowledged only after it is stored and published."""
+    handler = await pipeline()
+    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
+        await handler.handle([inbound(event) for event in events])
+
+
+@app.timer(settings.timer_tick_seconds)
+async def fire_sla_deadlines() -> None:
+    """Live operation: fire deadlines by the wall clock, also for teams that never send an event."""
+    if settings.timer_clock == "wall":
+        await (await pipeline()).fire_due_by_wall_clock()
+
+
+@app.task
+async def start_metrics_server() -> None:
+    if settings.metrics_port:
+        prometheus_client.start_http_server(settings.metrics_port, addr="0.0.0.0")
+        log.info("metrics on :%d/metrics", settings.metrics_port)
+
+
+def run_worker() -> None:
+    """Create the topics if needed, then run the Faust worker until SIGTERM or SIGINT."""
+    import faust
+
+    asyncio.run(ensure_topics(settings))
+    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

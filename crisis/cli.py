@@ -1,0 +1,211 @@
+"""The `crisis` command: run, explain and try out the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def broker(port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 9092) -> None:
+    """Run the embedded Kafka-compatible broker (tansu, memory only) until Ctrl-C."""
+    from crisis.services import TansuBroker
+
+    with TansuBroker(port) as running:
+        typer.echo(f"tansu listening on {running.bootstrap} (memory only; Ctrl-C to stop)")
+        try:
+            while running.process is not None and running.process.poll() is None:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the Postgres migrations to $DATABASE_URL (safe to run twice, or from two workers at once)."""
+    from sinks.migrate import migrate as run_migrations
+    from streams.config import Settings
+
+    applied = asyncio.run(run_migrations(Settings.from_env().database_url))
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command()
+def worker() -> None:
+    """Run a pipeline worker on $KAFKA_BOOTSTRAP and $DATABASE_URL until SIGTERM."""
+    from agents.worker import run_worker
+    from sinks.migrate import migrate as run_migrations
+    from streams.config import Settings
+
+    asyncio.run(run_migrations(Settings.from_env().database_url))
+    sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv itself
+    run_worker()
+
+
+@app.command()
+def triage(
+    policy: Annotated[Path | None, typer.Option(help="Try this policy: print how many calls would change route.")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="Policy to compare against (default: $CRISIS_POLICY or the shipped one).")] = None,
+    input_file: Annotated[Path | None, typer.Option("--input", help="JSON lines file (default: stdin).")] = None,
+    explain_changes: Annotated[bool, typer.Option("--show-changes", help="With --policy: list each changed call.")] = False,
+) -> None:
+    """Decide routes for call.received JSON lines, without any broker.
+
+    Without --policy: one decision per line (route, reasons, policy_version, call_id).
+    With --policy FILE: a what-if report of how many calls would change route, by old and new route.
+    """
+    from domain.policy import PolicyError, load_policy
+    from domain.triage import triage as decide_route
+    from schemas.calls import CallReceived, decode_call_event
+
+    try:
+        current = load_policy(baseline)
+        candidate = load_policy(policy) if policy else None
+    except PolicyError as exc:
+        _fail(str(exc))
+    lines = (input_file.open(encoding="utf-8") if input_file else sys.stdin)
+    invalid = 0
+    changes: Counter[tuple[str, str]] = Counter()
+    seen = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            event = decode_call_event(line)
+        except ValidationError as exc:
+            invalid += 1
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(event)'}: {e['msg']}" for e in exc.errors())
+            typer.echo(f"line {number}: invalid event: {problems}", err=True)
+            continue
+        if not isinstance(event, CallReceived):
+            if candidate is None:  # in a what-if over a CAD export, other lifecycle events are expected
+                invalid += 1
+                typer.echo(f"line {number}: {event.type} is not a call.received event", err=True)
+            continue
+        seen += 1
+        decision = decide_route(event, current)
+        if candidate is None:
+            typer.echo(json.dumps({
+                "call_id": event.call_id, "route": decision.route.value, "reasons": list(decision.reasons),
+                "second_response_requested": decision.second_response_requested,
+                "policy_name": current.name, "policy_version": current.version,
+            }))
+            continue
+        proposed = decide_route(event, candidate)
+        changes[(decision.route.value, proposed.route.value)] += 1
+        if explain_changes and proposed.route != decision.route:
+            typer.echo(json.dumps({"call_id": event.call_id, "from": decision.route.value,
+                                   "to": proposed.route.value, "reasons": list(proposed.reasons)}))
+    if candidate is not None:
+        changed = sum(n for (old, new), n in changes.items() if old != new)
+        typer.echo(json.dumps({
+            "calls": seen,
+            "changed": changed,
+            "baseline": f"{current.name} {current.version}",
+            "candidate": f"{candidate.name} {candidate.version}",
+            "by_route": [{"from": old, "to": new, "calls": n} for (old, new), n in sorted(changes.items())],
+        }, indent=2))
+    if invalid:
+        typer.echo(f"{invalid} invalid line(s)", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    calls: Annotated[int, typer.Option(help="Number of calls to generate.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Same seed, same stream.")] = 7,
+    out: Annotated[Path | None, typer.Option(help="Write JSON lines here instead of publishing.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second when publishing (real-time pace).")] = None,
+    as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible")] = False,
+    live: Annotated[bool, typer.Option(help="Shift event times to start now (for wall-clock timers).")] = False,
+    malformed: Annotated[int, typer.Option(help="Also send this many malformed records.")] = 0,
+) -> None:
+    """Generate a synthetic city's call events; publish them to $KAFKA_BOOTSTRAP or write a file."""
+    from crisis.publish import live_times
+    from crisis.simulate import City, malformed_events
+    from domain.policy import load_policy
+    from streams import topics
+    from streams.config import Settings
+
+    events = City(load_policy(), seed=seed).events(calls)
+    if live:
+        events = live_times(events)
+    events += list(malformed_events(malformed, seed))
+    if out:
+        with out.open("wb") as handle:
+            for event in events:
+                handle.write(event.value + b"\n")
+        typer.echo(f"wrote {len(events)} events for {calls} calls to {out}", err=True)
+        return
+    settings = Settings.from_env()
+    pace = None if as_fast_as_possible else rate
+    result = _publish_with_progress(settings, events, pace)
+    typer.echo(json.dumps({"events_published": result.events, "elapsed_seconds": round(result.elapsed_seconds, 2),
+                           "topic": settings.topic(topics.CALLS)}))
+
+
+def _publish_with_progress(settings: object, events: list, pace: float | None):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from crisis.publish import publish_events
+    from streams import topics
+    from streams.topics import ensure_topics
+
+    asyncio.run(ensure_topics(settings))  # type: ignore[arg-type]
+    with Progress("{task.description}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  disable=not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task("publishing", total=len(events))
+        return asyncio.run(publish_events(
+            settings.kafka_bootstrap, settings.topic(topics.CALLS), events, pace,  # type: ignore[attr-defined]
+            on_progress=lambda n: bar.update(task, completed=n)))
+
+
+@app.command()
+def demo(
+    calls: Annotated[int, typer.Option(help="Number of simulated calls.")] = 1000,
+    malformed: Annotated[int, typer.Option(help="Malformed records to show the dead-letter path.")] = 10,
+    seed: Annotated[int, typer.Option()] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the pipeline to finish.")] = 180,
+) -> None:
+    """Run the whole pipeline end to end on an embedded broker and Postgres, then print a summary."""
+    from crisis.demo import run_demo
+
+    summary = run_demo(calls, malformed, seed, timeout, progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="crisis-pipeline demo", show_header=False)
+        for key, value in summary.items():
+            table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+        Console().print(table)
+    if not summary["complete"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""`crisis demo`: the whole pipeline on an embedded broker and Postgres, with a summary at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+
+from crisis.publish import publish_events
+from crisis.services import EmbeddedPostgres, ServiceError, TansuBroker, WorkerProcess, create_database, free_port
+from crisis.simulate import City, malformed_events
+from domain.policy import load_policy
+from sinks.migrate import migrate
+from streams import topics
+from streams.config import Settings
+from streams.topics import ensure_topics
+
+
+async def pipeline_counts(database_url: str, call_prefix: str, deadletter_topic: str) -> dict[str, Any]:
+    """What the pipeline stored for one run (calls whose id starts with ``call_prefix``)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        like = call_prefix + "%"
+        routes = await conn.fetch(
+            "SELECT route, count(*) AS n FROM triage_decisions WHERE call_id LIKE $1 AND type = 'triage.decided'"
+            " GROUP BY route ORDER BY route", like)
+        sla = await conn.fetch(
+            "SELECT type, count(*) AS n FROM sla_events WHERE call_id LIKE $1 GROUP BY type ORDER BY type", like)
+        return {
+            "calls_stored": await conn.fetchval("SELECT count(*) FROM calls WHERE call_id LIKE $1", like),
+            "decisions_stored": await conn.fetchval(
+                "SELECT count(*) FROM triage_decisions WHERE call_id LIKE $1 AND type = 'triage.decided'", like),
+            "lifecycle_events_stored": await conn.fetchval(
+                "SELECT count(*) FROM call_events WHERE call_id LIKE $1", like),
+            "dead_lettered": await conn.fetchval(
+                "SELECT count(*) FROM dead_letters WHERE source_topic = $1", deadletter_topic),
+            "by_route": {row["route"]: row["n"] for row in routes},
+            "sla_events": {row["type"]: row["n"] for row in sla},
+            "sla_timers_running": await conn.fetchval(
+                "SELECT count(*) FROM sla_timers WHERE call_id LIKE $1 AND next_deadline_at IS NOT NULL", like),
+        }
+    finally:
+        await conn.close()
+
+
+async def wait_for_counts(database_url: str, call_prefix: str, topic: str, calls: int, lifecycle: int,
+                          dead: int, timeout_seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        counts = await pipeline_counts(database_url, call_prefix, topic)
+        done = (counts["decisions_stored"] >= calls and counts["lifecycle_events_stored"] >= lifecycle
+                and counts["dead_lettered"] >= dead)
+        if done or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.25)
+
+
+def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, progress: bool) -> dict[str, Any]:
+    """Start what is missing, run one worker over a simulated stream, stop everything, summarise."""
+    started = time.monotonic()
+    run = uuid.uuid4().hex[:6]
+    with contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+        if not bootstrap:
+            bootstrap = stack.enter_context(TansuBroker()).bootstrap
+        database_url = os.environ.get("DATABASE_URL")
+        if not database_url:
+            pg = stack.enter_context(EmbeddedPostgres())
+            asyncio.run(create_database(pg.url(), "crisis"))
+            database_url = pg.url("crisis")
+        asyncio.run(migrate(database_url))
+        # A fresh topic prefix and consumer group per run: reruns on a shared broker never mix.
+        settings = Settings(kafka_bootstrap=bootstrap, database_url=database_url,
+                            topic_prefix=f"demo-{run}.", app_id=f"crisis-demo-{run}", partitions=4)
+        asyncio.run(ensure_topics(settings))
+        worker = WorkerProcess({
+            "KAFKA_BOOTSTRAP": bootstrap,
+            "DATABASE_URL": database_url,
+            "CRISIS_TOPIC_PREFIX": settings.topic_prefix,
+            "CRISIS_APP_ID": settings.app_id,
+            "CRISIS_METRICS_PORT": str(free_port()),
+            # The simulated day runs far faster than real time: deadlines follow event time.
+            "CRISIS_TIMER_CLOCK": "event",
+            "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "10",
+        }, name="demo-worker").start()
+        stack.callback(worker.stop)
+
+        city = City(load_policy(), seed=seed, run_tag=run)
+        events = city.events(calls)
+        events += list(malformed_events(malformed, seed))
+        lifecycle = sum(1 for e in events if e.type not in ("call.received", "malformed"))
+        topic = settings.topic(topics.CALLS)
+        asyncio.run(_publish(bootstrap, topic, events, progress))
+        counts = asyncio.run(wait_for_counts(database_url, city.call_prefix, settings.topic(topics.CALLS),
+                                             calls, lifecycle, malformed, timeout_seconds))
+        if not worker.alive():
+            raise ServiceError(f"the worker stopped unexpectedly:\n{worker.log_tail()}")
+        complete = counts["decisions_stored"] >= calls and counts["dead_lettered"] >= malformed
+    return {
+        "calls_sent": calls,
+        "events_sent": len(events),
+        "malformed_sent": malformed,
+        **counts,
+        "complete": complete,
+        "broker": "external" if os.environ.get("KAFKA_BOOTSTRAP") else "tansu (embedded)",
+        "database": "external" if os.environ.get("DATABASE_URL") else "postgresql (embedded)",
+        "elapsed_seconds": round(time.monotonic() - started, 2),
+    }
+
+
+async def _publish(bootstrap: str, topic: str, events: list, progress: bool) -> None:
+    if not progress:
+        await publish_events(bootstrap, topic, events)
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("publishing call events", total=len(events))
+        await publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(task, completed=n))

@@ -1,0 +1,184 @@
+"""A seeded synthetic city: the call events a 911 center's CAD would send us.
+
+The mix follows the published figures in the README ("Simulator"): most calls the dispatcher flags
+carry a behavioral-health concern, a minority carry safety flags, arrivals follow a daily cycle,
+co-responder teams are sometimes late (so SLAs breach), and every call closes with a disposition.
+The same seed always gives the same stream, event ids included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from domain.policy import Policy
+from domain.triage import triage
+from schemas.calls import CallReceived, Concern, Disposition
+from schemas.triage import Route
+
+DISTRICTS = ("district-1", "district-2", "district-3", "district-4", "district-5", "district-6")
+NATURE_CODES = ("MENTAL", "SUICID", "DISTURB", "WELFARE", "OD", "TRESPASS", "CHECKWEL")
+MPDS_CODES = ("25-A-1", "25-B-3", "25-B-6V", "25-C-1", "25-D-1", "41-A-1", "41-B-1", "41-C-1", None)
+
+# Relative call volume by local hour: quiet before dawn, busiest in the afternoon and evening.
+HOURLY_WEIGHT = (0.45, 0.4, 0.35, 0.3, 0.3, 0.35, 0.5, 0.7, 0.9, 1.0, 1.1, 1.15,
+                 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.4, 1.3, 1.2, 1.0, 0.8, 0.6)
+
+# Share of flagged calls with each safety flag (independent draws).
+FLAG_RATES = {
+    "weapon_present": 0.05,
+    "violence_or_threat_to_others": 0.08,
+    "medical_emergency": 0.06,
+    "imminent_risk_to_self": 0.07,
+    "crime_in_progress": 0.04,
+    "caller_requests_police": 0.05,
+}
+CONCERN_WEIGHTS = {
+    Concern.MENTAL_HEALTH: 0.45,
+    Concern.SUBSTANCE_USE: 0.2,
+    Concern.SUICIDAL_IDEATION: 0.15,
+    Concern.TRAUMA: 0.06,
+    Concern.QUALITY_OF_LIFE: 0.06,
+    Concern.SELF_SUFFICIENCY: 0.04,
+    Concern.WELFARE_CHECK: 0.04,
+}
+PHONE_DISPOSITIONS = (Disposition.RESOLVED_BY_PHONE, Disposition.SAFETY_PLAN, Disposition.LINKED_TO_SERVICES)
+SCENE_DISPOSITIONS = (
+    Disposition.STABILIZED_ON_SCENE, Disposition.SAFETY_PLAN, Disposition.DIVERTED_FROM_JAIL,
+    Disposition.DIVERTED_FROM_HOSPITAL, Disposition.LINKED_TO_SERVICES, Disposition.TRANSPORTED,
+)
+EMERGENCY_DISPOSITIONS = (Disposition.TRANSPORTED, Disposition.ARRESTED, Disposition.STABILIZED_ON_SCENE)
+
+
+@dataclass(frozen=True)
+class SimulatedEvent:
+    """One event ready to publish: key, JSON value and its event time (for ordering and pacing)."""
+
+    occurred_at: datetime
+    key: str
+    value: bytes
+    type: str
+
+
+@dataclass(frozen=True)
+class CitySettings:
+    calls_per_hour: float = 60.0
+    behavioral_health_share: float = 0.85  # of calls the dispatcher flagged for us
+    caller_in_crisis_share: float = 0.55
+    late_team_share: float = 0.12  # co-responder teams arriving after the breach deadline
+    juvenile_share: float = 0.08
+    close_calls: bool = True
+
+
+def _event(kind: str, call_id: str, seq: int, at: datetime, **fields: object) -> SimulatedEvent:
+    body = {"type": kind, "event_id": f"{call_id}-{seq}", "call_id": call_id,
+            "occurred_at": at.isoformat(), **fields}
+    return SimulatedEvent(at, call_id, json.dumps(body, separators=(",", ":")).encode(), kind)
+
+
+class City:
+    """Generates calls and their lifecycles; iterate ``events`` for a time-ordered stream."""
+
+    def __init__(self, policy: Policy, seed: int = 7, settings: CitySettings | None = None,
+                 start_at: datetime | None = None, run_tag: str = "") -> None:
+        self.policy = policy
+        self.rng = random.Random(seed)
+        self.settings = settings or CitySettings()
+        self.start_at = start_at or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+        self.seed = seed
+        # Every call id starts with this: runs with different tags never collide in one database.
+        self.call_prefix = f"sim{seed}-{run_tag}-" if run_tag else f"sim{seed}-"
+
+    def _next_gap(self, at: datetime) -> timedelta:
+        hour = at.astimezone(self.policy.zone).hour
+        rate_per_second = self.settings.calls_per_hour * HOURLY_WEIGHT[hour] / 3600
+        return timedelta(seconds=self.rng.expovariate(rate_per_second))
+
+    def call(self, number: int, at: datetime) -> list[SimulatedEvent]:
+        """One call's events, starting with ``call.received`` at ``at``."""
+        rng, s = self.rng, self.settings
+        call_id = f"{self.call_prefix}{number:07d}"
+        concerns: list[str] = []
+        if rng.random() < s.behavioral_health_share:
+            concerns = [str(rng.choices(list(CONCERN_WEIGHTS), list(CONCERN_WEIGHTS.values()))[0])]
+            if rng.random() < 0.25:
+                concerns.append(str(Concern.SUBSTANCE_USE))
+        flags = {flag: rng.random() < rate for flag, rate in FLAG_RATES.items()}
+        received = {
+            "center_id": "stl-911",
+            "nature_code": rng.choice(NATURE_CODES),
+            "mpds_code": rng.choice(MPDS_CODES),
+            "concerns": sorted(set(concerns)),
+            **flags,
+            "person_in_crisis_is_caller": rng.random() < s.caller_in_crisis_share,
+            "juvenile": rng.random() < s.juvenile_share,
+            "district": rng.choice(DISTRICTS),
+            "caller_phone": f"+1314555{rng.randrange(10000):04d}",
+        }
+        events = [_event("call.received", call_id, 0, at, **received)]
+        decision = triage(CallReceived.model_validate({"type": "call.received", "event_id": "x",
+                                                       "call_id": call_id, "occurred_at": at, **received}),
+                          self.policy)
+        seq = 1
+        closed_at = at + timedelta(minutes=rng.uniform(15, 50))
+        if decision.route is Route.DIVERSION_LINE:
+            closed_at = at + timedelta(minutes=rng.uniform(8, 35))
+            disposition = rng.choice(PHONE_DISPOSITIONS)
+        else:
+            team_wanted = decision.route is Route.CO_RESPONDER or decision.second_response_requested
+            if decision.route is Route.EMERGENCY:
+                police_arrival = at + timedelta(minutes=rng.uniform(4, 12))
+                events.append(_event("unit.dispatched", call_id, seq, at + timedelta(seconds=40),
+                                     unit_id=f"P{rng.randrange(100, 999)}", unit_type="police"))
+                events.append(_event("unit.arrived", call_id, seq + 1, police_arrival,
+                                     unit_id=f"P{rng.randrange(100, 999)}", unit_type="police"))
+                seq += 2
+            if team_wanted:
+                sla = self.policy.sla["second" if decision.route is Route.EMERGENCY else "first"]  # type: ignore[index]
+                if rng.random() < s.late_team_share:
+                    delay = sla.breach_after_seconds * rng.uniform(1.05, 1.6)
+                else:
+                    delay = min(sla.breach_after_seconds * 0.98, rng.lognormvariate(math.log(420), 0.35))
+                unit = f"CRU{rng.randrange(1, 9)}"
+                events.append(_event("unit.dispatched", call_id, seq, at + timedelta(seconds=rng.uniform(30, 120)),
+                                     unit_id=unit, unit_type="co_responder"))
+                events.append(_event("unit.arrived", call_id, seq + 1, at + timedelta(seconds=delay),
+                                     unit_id=unit, unit_type="co_responder"))
+                seq += 2
+                closed_at = max(closed_at, at + timedelta(seconds=delay + rng.uniform(600, 2400)))
+            disposition = rng.choice(SCENE_DISPOSITIONS if team_wanted else EMERGENCY_DISPOSITIONS)
+        if s.close_calls:
+            events.append(_event("call.closed", call_id, seq, closed_at, disposition=str(disposition)))
+        return events
+
+    def events(self, calls: int) -> list[SimulatedEvent]:
+        """``calls`` calls and their lifecycle events, ordered by event time."""
+        out: list[SimulatedEvent] = []
+        at = self.start_at
+        for number in range(calls):
+            at += self._next_gap(at)
+            out.extend(self.call(number, at))
+        out.sort(key=lambda e: e.occurred_at)
+        return out
+
+
+def malformed_events(count: int, seed: int = 7) -> Iterator[SimulatedEvent]:
+    """Records a broken integration might send: bad JSON, unknown type, missing or wrong fields."""
+    samples = [
+        b"{not json",
+        b'{"type": "call.teleported", "event_id": "bad-1", "call_id": "x", "occurred_at": "2026-11-02T06:00:00Z"}',
+        b'{"type": "call.received", "event_id": "bad-2", "call_id": "x"}',
+        b'{"type": "call.received", "event_id": "bad-3", "call_id": "x", "occurred_at": "yesterday",'
+        b' "center_id": "c", "nature_code": "n", "district": "d"}',
+        b'{"type": "unit.arrived", "event_id": "bad-4", "call_id": "x", "occurred_at": "2026-11-02T06:00:00",'
+        b' "unit_id": "u", "unit_type": "co_responder"}',
+        b"",
+        b'["call.received"]',
+    ]
+    at = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+    for index in range(count):
+        yield SimulatedEvent(at, f"malformed-{seed}-{index}", samples[index % len(samples)], "malformed")

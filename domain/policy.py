@@ -1,0 +1,175 @@
+"""Triage policies: the rules as data, loaded from TOML and validated before use."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.calls import Concern
+from schemas.sla import Response
+from schemas.triage import Route
+
+DEFAULT_POLICY_PATH = Path(__file__).parent / "policies" / "default.toml"
+
+SafetyFlag = Literal[
+    "weapon_present",
+    "violence_or_threat_to_others",
+    "crime_in_progress",
+    "medical_emergency",
+    "imminent_risk_to_self",
+    "caller_requests_police",
+]
+SAFETY_FLAGS: tuple[str, ...] = SafetyFlag.__args__  # type: ignore[attr-defined]
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used, with a message that names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class OpeningHours:
+    """Daily opening hours in the policy's time zone; ``end <= start`` means open overnight."""
+
+    start: time
+    end: time | None  # None: until midnight ("24:00")
+
+    @classmethod
+    def parse(cls, text: str) -> OpeningHours:
+        try:
+            start_text, end_text = (part.strip() for part in text.split("-"))
+            start = time.fromisoformat(start_text)
+            end = None if end_text == "24:00" else time.fromisoformat(end_text)
+        except ValueError as exc:
+            raise ValueError(f"hours must look like '06:00-22:00' or '00:00-24:00', got {text!r}") from exc
+        return cls(start, end)
+
+    @property
+    def always_open(self) -> bool:
+        return self.start == time(0) and self.end is None
+
+    def is_open(self, local_time: time) -> bool:
+        if self.end is None:
+            return local_time >= self.start
+        if self.start < self.end:
+            return self.start <= local_time < self.end
+        return local_time >= self.start or local_time < self.end
+
+
+class RouteSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    hours: str = "00:00-24:00"
+    fallback: Route
+
+    @field_validator("hours")
+    @classmethod
+    def _valid_hours(cls, hours: str) -> str:
+        OpeningHours.parse(hours)
+        return hours
+
+    @cached_property
+    def opening_hours(self) -> OpeningHours:
+        return OpeningHours.parse(self.hours)
+
+
+class SlaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warning_after_seconds: Annotated[int, Field(gt=0)]
+    breach_after_seconds: Annotated[int, Field(gt=0)]
+
+    @model_validator(mode="after")
+    def _warning_before_breach(self) -> SlaSettings:
+        if self.warning_after_seconds >= self.breach_after_seconds:
+            raise ValueError("warning_after_seconds must be smaller than breach_after_seconds")
+        return self
+
+    @property
+    def warning_after(self) -> timedelta:
+        return timedelta(seconds=self.warning_after_seconds)
+
+    @property
+    def breach_after(self) -> timedelta:
+        return timedelta(seconds=self.breach_after_seconds)
+
+
+class Policy(BaseModel):
+    """A city's triage policy. See ``policies/default.toml`` for every field, with its source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    timezone: str
+    behavioral_health_concerns: frozenset[Concern]
+    emergency_flags: frozenset[SafetyFlag]
+    second_response_on_emergency: bool = True
+    co_responder_flags: frozenset[SafetyFlag] = frozenset()
+    on_scene_concerns: frozenset[Concern] = frozenset()
+    third_party_caller_needs_on_scene: bool = True
+    routes: dict[Literal["diversion_line", "co_responder"], RouteSettings]
+    sla: dict[Response, SlaSettings]
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'America/Chicago')") from exc
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        overlap = self.emergency_flags & self.co_responder_flags
+        if overlap:
+            raise ValueError(f"flags listed both as emergency and co-responder flags: {sorted(overlap)}")
+        if set(self.routes) != {"diversion_line", "co_responder"}:
+            raise ValueError("routes must configure both 'diversion_line' and 'co_responder'")
+        for name, settings in self.routes.items():
+            # Fallbacks only move towards more police involvement, so a closed route can never
+            # send a call with safety flags back to the phone line.
+            if settings.fallback.rank <= Route(name).rank:
+                raise ValueError(f"routes.{name}.fallback must be a route after {name}, got {settings.fallback}")
+        if set(self.sla) != set(Response):
+            raise ValueError("sla must configure both 'first' and 'second' responses")
+        return self
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_open(self, route: Route, at: datetime) -> bool:
+        """Whether ``route`` takes calls at the aware instant ``at`` (emergency always does)."""
+        if route is Route.EMERGENCY:
+            return True
+        return self.routes[route.value].opening_hours.is_open(at.astimezone(self.zone).time())
+
+    def fallback(self, route: Route) -> Route:
+        return self.routes[route.value].fallback
+
+
+def load_policy(path: str | Path | None = None) -> Policy:
+    """Load and validate a policy file; ``None`` means ``$CRISIS_POLICY`` or the shipped default."""
+    chosen = Path(path or os.environ.get("CRISIS_POLICY") or DEFAULT_POLICY_PATH)
+    try:
+        data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise PolicyError(f"policy file not found: {chosen}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"policy file {chosen} is not valid TOML: {exc}") from exc
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        )
+        raise PolicyError(f"policy file {chosen} is invalid: {problems}") from exc

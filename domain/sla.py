@@ -1,0 +1,117 @@
+"""Co-responder arrival timers: pure timer arithmetic, no I/O, no clock of its own.
+
+A timer starts when a decision requests the co-responder team (first or second response). It
+warns once the warning deadline has passed, breaches once the breach deadline has passed, and
+stops on the first co-responder arrival (met, or late arrival after a breach) or when the call
+closes. Every function takes the current time as an argument: the caller decides whether that is
+the wall clock (live) or the event-time watermark (replay), so both give the same answers.
+
+A deadline counts as passed only when the time is strictly after it: an arrival at exactly the
+deadline meets it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from domain.policy import Policy
+from domain.triage import deterministic_id
+from schemas.sla import Response, SlaEvent, SlaEventType
+from schemas.triage import Route, TriageDecision
+
+
+@dataclass(frozen=True)
+class SlaTimer:
+    """The state of one call's co-responder arrival timer."""
+
+    call_id: str
+    response: Response
+    requested_at: datetime
+    warning_at: datetime
+    breach_at: datetime
+    partition: int
+    district: str | None = None
+    warned: bool = False
+    breached: bool = False
+    arrived_at: datetime | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def running(self) -> bool:
+        """Still waiting for the team: neither arrived, closed nor breached."""
+        return self.arrived_at is None and self.closed_at is None and not self.breached
+
+    @property
+    def next_deadline(self) -> datetime | None:
+        if not self.running:
+            return None
+        return self.breach_at if self.warned else self.warning_at
+
+
+def timer_for(decision: TriageDecision, policy: Policy, partition: int) -> SlaTimer | None:
+    """The timer a decision starts, or ``None`` when it does not request the co-responder team."""
+    if decision.route is Route.CO_RESPONDER:
+        response = Response.FIRST
+    elif decision.second_response_requested:
+        response = Response.SECOND
+    else:
+        return None
+    settings = policy.sla[response]
+    return SlaTimer(
+        call_id=decision.call_id,
+        response=response,
+        requested_at=decision.decided_at,
+        warning_at=decision.decided_at + settings.warning_after,
+        breach_at=decision.decided_at + settings.breach_after,
+        partition=partition,
+        district=decision.district,
+    )
+
+
+def _event(timer: SlaTimer, kind: SlaEventType, deadline: datetime, occurred_at: datetime) -> SlaEvent:
+    arrival_seconds = None
+    if kind in ("sla.met", "sla.late_arrival"):
+        arrival_seconds = (occurred_at - timer.requested_at).total_seconds()
+    return SlaEvent(
+        type=kind,
+        # One warning, one breach and one arrival per timer: the id names the timer and the step.
+        event_id=deterministic_id(kind, timer.call_id, timer.response.value, timer.requested_at.isoformat()),
+        call_id=timer.call_id,
+        response=timer.response,
+        requested_at=timer.requested_at,
+        deadline_at=deadline,
+        occurred_at=occurred_at,
+        arrival_seconds=arrival_seconds,
+        district=timer.district,
+    )
+
+
+def advance(timer: SlaTimer, now: datetime) -> tuple[SlaTimer, list[SlaEvent]]:
+    """Fire whatever deadlines have passed by ``now``; returns the new state and the events."""
+    events: list[SlaEvent] = []
+    if timer.running and not timer.warned and now > timer.warning_at:
+        timer = replace(timer, warned=True)
+        events.append(_event(timer, "sla.warning", timer.warning_at, timer.warning_at))
+    if timer.running and now > timer.breach_at:
+        timer = replace(timer, breached=True)
+        events.append(_event(timer, "sla.breached", timer.breach_at, timer.breach_at))
+    return timer, events
+
+
+def record_arrival(timer: SlaTimer, arrived_at: datetime) -> tuple[SlaTimer, list[SlaEvent]]:
+    """The first co-responder arrival stops the timer; later arrivals change nothing."""
+    if timer.arrived_at is not None or timer.closed_at is not None:
+        return timer, []
+    timer, events = advance(timer, arrived_at)
+    kind: SlaEventType = "sla.late_arrival" if timer.breached else "sla.met"
+    timer = replace(timer, arrived_at=arrived_at)
+    return timer, [*events, _event(timer, kind, timer.breach_at, arrived_at)]
+
+
+def record_close(timer: SlaTimer, closed_at: datetime) -> tuple[SlaTimer, list[SlaEvent]]:
+    """A closed call cancels its timer, after firing what was already due before the close."""
+    if timer.arrived_at is not None or timer.closed_at is not None:
+        return timer, []
+    timer, events = advance(timer, closed_at)
+    return replace(timer, closed_at=closed_at), events

@@ -1,0 +1,117 @@
+"""The triage rules: a pure function from a call and a policy to a route with its reasons."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from domain.policy import SAFETY_FLAGS, Policy
+from schemas.calls import CallReceived, TriageOverridden
+from schemas.triage import Route, TriageDecision
+
+# Namespace for deterministic ids of the events we emit (uuid5 of a stable name).
+EVENT_ID_NAMESPACE = uuid.UUID("6f1d3c1e-5a4b-4e58-9a7c-2f0c8d1e7b90")
+
+
+def deterministic_id(*parts: object) -> str:
+    """A stable event id for what we emit: replaying the same input yields the same id."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def person_ref(caller_phone: str | None, key: bytes) -> str | None:
+    """A pseudonymous, keyed reference to the caller: links a person's calls without their number."""
+    if not caller_phone:
+        return None
+    digits = "".join(ch for ch in caller_phone if ch.isdigit())
+    return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Triage:
+    """What the rules decided and why, before it is wrapped into a published event."""
+
+    route: Route
+    reasons: tuple[str, ...]
+    second_response_requested: bool
+
+
+def triage(call: CallReceived, policy: Policy) -> Triage:
+    """Choose the route for ``call`` under ``policy``.
+
+    Order of the rules, each a published criterion (README, "Triage rules"):
+    1. no behavioral-health concern -> emergency (ordinary dispatch);
+    2. any emergency flag -> emergency, co-responder requested as second response;
+    3. any co-responder flag, an on-scene concern or a third-party caller -> co-responder team;
+    4. otherwise -> diversion line;
+    then a route outside its opening hours falls back to the next route, with a reason saying so.
+    """
+    flags = {flag for flag in SAFETY_FLAGS if getattr(call, flag)}
+    behavioral = policy.behavioral_health_concerns.intersection(call.concerns)
+
+    if not behavioral:
+        route, reasons = Route.EMERGENCY, ["no_behavioral_health_concern", *sorted(flags)]
+    elif emergency := sorted(flags & policy.emergency_flags):
+        route, reasons = Route.EMERGENCY, emergency
+    else:
+        reasons = sorted(flags & policy.co_responder_flags)
+        if on_scene := sorted(policy.on_scene_concerns.intersection(call.concerns)):
+            reasons += [f"{concern}_needs_on_scene" for concern in on_scene]
+        if policy.third_party_caller_needs_on_scene and not call.person_in_crisis_is_caller:
+            reasons.append("third_party_caller_needs_on_scene")
+        if reasons:
+            route = Route.CO_RESPONDER
+            reasons.append("needs_on_scene_support")
+        else:
+            route, reasons = Route.DIVERSION_LINE, ["no_safety_flags_phone_resolvable"]
+
+    while not policy.is_open(route, call.occurred_at):
+        reasons.append(f"{route.value}_closed")
+        route = policy.fallback(route)
+
+    second_response = (
+        route is Route.EMERGENCY
+        and bool(behavioral)
+        and bool(flags & policy.emergency_flags)
+        and policy.second_response_on_emergency
+    )
+    if second_response:
+        reasons.append("co_responder_second_response")
+    return Triage(route=route, reasons=tuple(reasons), second_response_requested=second_response)
+
+
+def decide(call: CallReceived, policy: Policy, pseudonym_key: bytes) -> TriageDecision:
+    """Run the rules on ``call`` and build the decision event published to partners."""
+    result = triage(call, policy)
+    return TriageDecision(
+        event_id=deterministic_id("triage.decided", call.event_id, policy.name, policy.version),
+        call_id=call.call_id,
+        source_event_id=call.event_id,
+        decided_at=call.occurred_at,
+        route=result.route,
+        reasons=result.reasons,
+        policy_name=policy.name,
+        policy_version=policy.version,
+        second_response_requested=result.second_response_requested,
+        center_id=call.center_id,
+        district=call.district,
+        person_ref=person_ref(call.caller_phone, pseudonym_key),
+    )
+
+
+def override(previous: TriageDecision, event: TriageOverridden) -> TriageDecision:
+    """Apply a dispatcher's override to the decision it replaces; both stay on record."""
+    return previous.model_copy(
+        update={
+            "type": "triage.overridden",
+            "event_id": deterministic_id("triage.overridden", event.event_id),
+            "source_event_id": event.event_id,
+            "decided_at": event.occurred_at,
+            "route": event.route,
+            "reasons": ("dispatcher_override",),
+            "second_response_requested": False,
+            "previous_route": previous.route,
+            "overridden_by": event.overridden_by,
+        }
+    )

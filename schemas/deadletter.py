@@ -1,0 +1,24 @@
+"""Dead letters: inbound records we could not accept, with the reason and the original bytes."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class DeadLetter(BaseModel):
+    """Published on ``crisis.deadletter.v1``. ``original_value_base64`` is the record exactly as read.
+
+    The dead-letter topic is internal: the original bytes may hold personal data.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_key: str | None
+    reason: str
+    error: str
+    original_value_base64: str
+    dead_lettered_at: AwareDatetime

@@ -1,0 +1,53 @@
+"""Plain numbered SQL migrations, applied once each, safe to run twice or from two workers at once."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# Any constant works: it serialises concurrent `crisis migrate` runs on the same database.
+MIGRATION_LOCK_ID = 7_311_911
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    """(version, name, sql) for every ``NNN_name.sql`` shipped in ``sinks/migrations``, in order."""
+    found = []
+    for entry in resources.files("sinks.migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    return sorted(found)
+
+
+async def migrate(database_url: str) -> list[str]:
+    """Apply pending migrations; returns the names applied (empty when up to date)."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                    )
+                log.info("applied migration %s", name)
+                applied.append(name)
+            return applied
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    finally:
+        await conn.close()

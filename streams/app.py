@@ -1,0 +1,36 @@
+"""The Faust application and the inbound topic, configured from the environment."""
+
+from __future__ import annotations
+
+import faust
+
+from streams import topics
+from streams.config import Settings
+
+settings = Settings.from_env()
+
+
+def broker_urls(bootstrap: str) -> list[str]:
+    """``host1:9092,host2:9092`` -> Faust broker URLs."""
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+app = faust.App(
+    settings.app_id,
+    broker=broker_urls(settings.kafka_bootstrap),
+    store="memory://",  # no Faust tables: durable state lives in Postgres
+    key_serializer="raw",
+    value_serializer="raw",  # we decode with pydantic ourselves, to dead-letter what fails
+    topic_partitions=settings.partitions,
+    web_enabled=False,  # metrics are served by prometheus-client (CRISIS_METRICS_PORT)
+    stream_wait_empty=False,
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    broker_session_timeout=settings.broker_session_timeout_seconds,
+    broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_seconds / 3),
+    broker_rebalance_timeout=settings.broker_session_timeout_seconds,
+    broker_commit_interval=1.0,
+    autodiscover=False,
+)
+
+calls_topic = app.topic(settings.topic(topics.CALLS), key_serializer="raw", value_serializer="raw")

@@ -1,0 +1,64 @@
+"""Configuration from environment variables, with defaults that work on a laptop.
+
+Every variable is documented in the README ("Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Literal
+
+DEV_PSEUDONYM_KEY = "crisis-pipeline-dev-key-change-me"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = "localhost:9092"
+    database_url: str = "postgresql://postgres@localhost:5432/crisis"
+    app_id: str = "crisis-pipeline"
+    topic_prefix: str = ""
+    partitions: int = 4
+    metrics_port: int = 9108
+    policy_path: str | None = None
+    pseudonym_key: str = DEV_PSEUDONYM_KEY
+    timer_clock: Literal["wall", "event"] = "wall"
+    timer_tick_seconds: float = 1.0
+    timer_lateness_seconds: float = 5.0
+    batch_max_events: int = 1000
+    batch_within_seconds: float = 0.05
+    broker_session_timeout_seconds: float = 30.0
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        clock = _env("CRISIS_TIMER_CLOCK", "wall")
+        if clock not in ("wall", "event"):
+            raise ValueError(f"CRISIS_TIMER_CLOCK must be 'wall' or 'event', got {clock!r}")
+        return cls(
+            kafka_bootstrap=_env("KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
+            database_url=_env("DATABASE_URL", cls.database_url),
+            app_id=_env("CRISIS_APP_ID", cls.app_id),
+            topic_prefix=_env("CRISIS_TOPIC_PREFIX", cls.topic_prefix),
+            partitions=int(_env("CRISIS_PARTITIONS", str(cls.partitions))),
+            metrics_port=int(_env("CRISIS_METRICS_PORT", str(cls.metrics_port))),
+            policy_path=os.environ.get("CRISIS_POLICY") or None,
+            pseudonym_key=_env("CRISIS_PSEUDONYM_KEY", cls.pseudonym_key),
+            timer_clock=clock,  # type: ignore[arg-type]
+            timer_tick_seconds=float(_env("CRISIS_TIMER_TICK_SECONDS", str(cls.timer_tick_seconds))),
+            timer_lateness_seconds=float(_env("CRISIS_TIMER_LATENESS_SECONDS", str(cls.timer_lateness_seconds))),
+            batch_max_events=int(_env("CRISIS_BATCH_MAX_EVENTS", str(cls.batch_max_events))),
+            batch_within_seconds=float(_env("CRISIS_BATCH_WITHIN_SECONDS", str(cls.batch_within_seconds))),
+            broker_session_timeout_seconds=float(
+                _env("CRISIS_BROKER_SESSION_TIMEOUT_SECONDS", str(cls.broker_session_timeout_seconds))
+            ),
+            log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
+        )
+
+    def topic(self, name: str) -> str:
+        """The full name of one of our topics (a prefix isolates test runs on a shared broker)."""
+        return f"{self.topic_prefix}{name}"

@@ -1,0 +1,75 @@
+"""Prometheus metrics of the pipeline, defined once. Base units (seconds), ``_total`` counters.
+
+Label values are bounded: event types, routes, responses and dead-letter reasons are closed sets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+ARRIVAL_BUCKETS_SECONDS = (60, 120, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
+
+
+class PipelineMetrics:
+    """All metrics on one registry; tests pass a fresh ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "crisis_events_consumed", "Inbound call events read, by event type.", ["type"], registry=r
+        )
+        self.decisions = Counter(
+            "crisis_triage_decisions", "Triage decisions stored, by route.", ["route"], registry=r
+        )
+        self.overrides = Counter(
+            "crisis_triage_overrides",
+            "Dispatcher overrides of a triage decision, by rules' route and new route.",
+            ["from_route", "to_route"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "crisis_deadletter_events", "Inbound records sent to the dead-letter topic, by reason.",
+            ["reason"], registry=r,
+        )
+        self.decision_latency = Histogram(
+            "crisis_decision_latency_seconds",
+            "Seconds from a call's occurred_at to its decision stored in Postgres.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.batch_duration = Histogram(
+            "crisis_batch_duration_seconds",
+            "Seconds to process one batch of inbound events (decode, store, publish).",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.batch_retries = Counter(
+            "crisis_batch_retries", "Batches retried after a Postgres or Kafka error.", ["stage"], registry=r
+        )
+        self.sla_events = Counter(
+            "crisis_sla_events", "SLA events emitted, by type and response.", ["type", "response"], registry=r
+        )
+        self.sla_arrival = Histogram(
+            "crisis_sla_arrival_seconds",
+            "Seconds from co-responder request to first co-responder arrival, by response.",
+            ["response"],
+            buckets=ARRIVAL_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.sla_timers_pending = Gauge(
+            "crisis_sla_timers_pending", "Co-responder arrival timers still running.", registry=r
+        )
+        self.sla_timer_lag = Histogram(
+            "crisis_sla_timer_lag_seconds",
+            "Seconds between a deadline and the moment the wall-clock ticker fired it.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.unmatched_events = Counter(
+            "crisis_unmatched_events",
+            "Valid events that matched nothing to act on (e.g. arrival for an unknown call), by reason.",
+            ["reason"],
+            registry=r,
+        )

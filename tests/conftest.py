@@ -1,0 +1,151 @@
+"""Shared fixtures. Real services are started once per session; each test gets its own database,
+topic prefix and consumer group, so tests never see each other's data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+
+from crisis.services import (  # noqa: E402
+    ApacheKafkaBroker,
+    EmbeddedPostgres,
+    WorkerProcess,
+    create_database,
+    drop_database,
+    free_port,
+)
+from sinks.migrate import migrate  # noqa: E402
+from streams.config import Settings  # noqa: E402
+from streams.topics import ensure_topics  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[ApacheKafkaBroker]:
+    """Real Apache Kafka 4.x (KRaft), jars fetched by Maven on first use."""
+    broker = ApacheKafkaBroker().start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> Iterator[str]:
+    """$DATABASE_URL's server when given (its database is used to create test databases), else embedded."""
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        yield given
+        return
+    server = EmbeddedPostgres().start()
+    yield server.url("postgres")
+    server.stop()
+
+
+def _with_database(admin_url: str, name: str) -> str:
+    prefix, _, query = admin_url.partition("?")
+    base = prefix.rsplit("/", 1)[0]
+    return f"{base}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+async def database_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test, dropped afterwards."""
+    name = f"crisis_test_{uuid.uuid4().hex[:10]}"
+    await create_database(postgres_admin_url, name)
+    url = _with_database(postgres_admin_url, name)
+    await migrate(url)
+    yield url
+    await drop_database(postgres_admin_url, name)
+
+
+@dataclass
+class PipelineEnv:
+    """One isolated pipeline deployment: its topics, consumer group and database."""
+
+    settings: Settings
+    workers: list[WorkerProcess]
+
+    def worker(self, **overrides: str) -> WorkerProcess:
+        env = {
+            "KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
+            "DATABASE_URL": self.settings.database_url,
+            "CRISIS_TOPIC_PREFIX": self.settings.topic_prefix,
+            "CRISIS_APP_ID": self.settings.app_id,
+            "CRISIS_PARTITIONS": str(self.settings.partitions),
+            "CRISIS_METRICS_PORT": str(free_port()),
+            "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "6",
+            "CRISIS_TIMER_TICK_SECONDS": "0.5",
+            "CRISIS_LOG_LEVEL": "info",
+            **overrides,
+        }
+        process = WorkerProcess(env, name="test-worker").start()
+        self.workers.append(process)
+        return process
+
+    def topic(self, name: str) -> str:
+        return self.settings.topic(name)
+
+
+@pytest.fixture
+async def pipeline_env(kafka: ApacheKafkaBroker, database_url: str) -> AsyncIterator[PipelineEnv]:
+    run = uuid.uuid4().hex[:8]
+    settings = Settings(kafka_bootstrap=kafka.bootstrap, database_url=database_url,
+                        topic_prefix=f"t{run}.", app_id=f"crisis-test-{run}", partitions=4)
+    await ensure_topics(settings)
+    env = PipelineEnv(settings, [])
+    yield env
+    for worker in env.workers:
+        worker.kill()
+
+
+@pytest.fixture
+def call_received_factory() -> Callable[..., dict[str, Any]]:
+    """A valid ``call.received`` payload with explicit defaults; override any field by keyword."""
+    counter = iter(range(1_000_000))
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        n = next(counter)
+        body: dict[str, Any] = {
+            "type": "call.received",
+            "event_id": f"evt-{n}",
+            "call_id": f"call-{n}",
+            "occurred_at": datetime(2026, 11, 2, 15, 0, tzinfo=UTC).isoformat(),
+            "center_id": "stl-911",
+            "nature_code": "MENTAL",
+            "mpds_code": "25-A-1",
+            "concerns": ["mental_health"],
+            "weapon_present": False,
+            "violence_or_threat_to_others": False,
+            "medical_emergency": False,
+            "imminent_risk_to_self": False,
+            "crime_in_progress": False,
+            "caller_requests_police": False,
+            "person_in_crisis_is_caller": True,
+            "juvenile": False,
+            "district": "district-1",
+            "caller_phone": "+13145550100",
+        }
+        body.update(overrides)
+        return body
+
+    return make
+
+
+async def wait_until(check: Callable[[], Any], timeout_seconds: float = 60, interval: float = 0.25) -> Any:
+    """Poll an async check until it returns something truthy; fail with its last value otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    last = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout_seconds} s (last value: {last!r})")
