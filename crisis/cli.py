@@ -133,11 +133,11 @@ def simulate(
     out: Annotated[Path | None, typer.Option(help="Write JSON lines here instead of publishing.")] = None,
     rate: Annotated[float | None, typer.Option(help="Events per second when publishing (real-time pace).")] = None,
     as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible")] = False,
-    live: Annotated[bool, typer.Option(help="Shift event times to start now (for wall-clock timers).")] = False,
+    live: Annotated[bool, typer.Option(help="Start the stream now and send each event at its occurred_at.")] = False,
     malformed: Annotated[int, typer.Option(help="Also send this many malformed records.")] = 0,
 ) -> None:
     """Generate a synthetic city's call events; publish them to $KAFKA_BOOTSTRAP or write a file."""
-    from crisis.publish import live_times
+    from crisis.publish import retime
     from crisis.simulate import City, malformed_events
     from domain.policy import load_policy
     from streams import topics
@@ -145,7 +145,7 @@ def simulate(
 
     events = City(load_policy(), seed=seed).events(calls)
     if live:
-        events = live_times(events)
+        events = retime(events)
     events += list(malformed_events(malformed, seed))
     if out:
         with out.open("wb") as handle:
@@ -155,12 +155,13 @@ def simulate(
         return
     settings = Settings.from_env()
     pace = None if as_fast_as_possible else rate
-    result = _publish_with_progress(settings, events, pace)
+    result = _publish_with_progress(settings, events, pace, at_event_time=live and not as_fast_as_possible)
     typer.echo(json.dumps({"events_published": result.events, "elapsed_seconds": round(result.elapsed_seconds, 2),
                            "topic": settings.topic(topics.CALLS)}))
 
 
-def _publish_with_progress(settings: object, events: list, pace: float | None):  # type: ignore[no-untyped-def]
+def _publish_with_progress(settings: object, events: list, pace: float | None,  # type: ignore[no-untyped-def]
+                           at_event_time: bool = False):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     from crisis.publish import publish_events
@@ -173,7 +174,7 @@ def _publish_with_progress(settings: object, events: list, pace: float | None): 
         task = bar.add_task("publishing", total=len(events))
         return asyncio.run(publish_events(
             settings.kafka_bootstrap, settings.topic(topics.CALLS), events, pace,  # type: ignore[attr-defined]
-            on_progress=lambda n: bar.update(task, completed=n)))
+            on_progress=lambda n: bar.update(task, completed=n), at_event_time=at_event_time))
 
 
 @app.command()

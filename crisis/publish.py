@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,10 +28,13 @@ async def publish_events(
     events: Iterable[SimulatedEvent],
     rate_per_second: float | None = None,
     on_progress: Callable[[int], None] | None = None,
+    at_event_time: bool = False,
 ) -> PublishResult:
     """Publish in order; ``rate_per_second`` paces the stream, ``None`` sends as fast as possible.
 
-    Each chunk's deliveries are awaited before the next, so the count returned was acknowledged.
+    ``at_event_time`` sends each event when the wall clock reaches its ``occurred_at`` (a live
+    run of a stream made by ``retime``). Each chunk's deliveries are awaited before the next, so
+    the count returned was acknowledged.
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
@@ -43,10 +47,14 @@ async def publish_events(
                 ahead = sent / rate_per_second - (time.perf_counter() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+            elif at_event_time:
+                ahead = (event.occurred_at - datetime.now(UTC)).total_seconds()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
             timestamp_ms = int(event.occurred_at.timestamp() * 1000) if event.occurred_at else None
             pending.append(await producer.send(topic, event.value, key=event.key.encode(), timestamp_ms=timestamp_ms))
             sent += 1
-            if len(pending) >= CHUNK or rate_per_second:
+            if len(pending) >= CHUNK or rate_per_second or at_event_time:
                 await asyncio.gather(*pending)
                 pending.clear()
                 if on_progress:
@@ -59,21 +67,23 @@ async def publish_events(
     return PublishResult(sent, time.perf_counter() - started)
 
 
-def live_times(events: list[SimulatedEvent], start_at: datetime | None = None) -> list[SimulatedEvent]:
-    """Shift a stream so that it starts now: for live runs on the wall clock."""
+def retime(events: list[SimulatedEvent], start_at: datetime | None = None, speedup: float = 1.0) -> list[SimulatedEvent]:
+    """Move a stream to start at ``start_at`` (default now), its gaps divided by ``speedup``.
+
+    For live runs on the wall clock: ``speedup=60`` plays a recorded hour in a minute.
+    """
     if not events:
         return events
-    import json
-
-    offset = (start_at or datetime.now(UTC)) - events[0].occurred_at
+    first = events[0].occurred_at
+    start = start_at or datetime.now(UTC)
     shifted = []
     for event in events:
-        at = event.occurred_at + offset
+        at = start + (event.occurred_at - first) / speedup
         try:
             body = json.loads(event.value)
             body["occurred_at"] = at.isoformat()
             value = json.dumps(body, separators=(",", ":")).encode()
         except ValueError:
-            value = event.value
+            value = event.value  # malformed on purpose: keep the bytes as they are
         shifted.append(SimulatedEvent(at, event.key, value, event.type))
     return shifted

@@ -7,7 +7,7 @@ import asyncio
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -95,15 +95,35 @@ class PipelineEnv:
 
 
 @pytest.fixture
-async def pipeline_env(kafka: ApacheKafkaBroker, database_url: str) -> AsyncIterator[PipelineEnv]:
-    run = uuid.uuid4().hex[:8]
-    settings = Settings(kafka_bootstrap=kafka.bootstrap, database_url=database_url,
-                        topic_prefix=f"t{run}.", app_id=f"crisis-test-{run}", partitions=4)
-    await ensure_topics(settings)
-    env = PipelineEnv(settings, [])
-    yield env
-    for worker in env.workers:
-        worker.kill()
+async def pipeline_env_factory(
+    kafka: ApacheKafkaBroker, postgres_admin_url: str
+) -> AsyncIterator[Callable[[], Awaitable[PipelineEnv]]]:
+    """Makes isolated deployments (own database, topics, consumer group); cleans them all up."""
+    made: list[tuple[PipelineEnv, str]] = []
+
+    async def make() -> PipelineEnv:
+        run = uuid.uuid4().hex[:8]
+        name = f"crisis_test_{run}"
+        await create_database(postgres_admin_url, name)
+        url = _with_database(postgres_admin_url, name)
+        await migrate(url)
+        settings = Settings(kafka_bootstrap=kafka.bootstrap, database_url=url,
+                            topic_prefix=f"t{run}.", app_id=f"crisis-test-{run}", partitions=4)
+        await ensure_topics(settings)
+        env = PipelineEnv(settings, [])
+        made.append((env, name))
+        return env
+
+    yield make
+    for env, name in made:
+        for worker in env.workers:
+            worker.kill()
+        await drop_database(postgres_admin_url, name)
+
+
+@pytest.fixture
+async def pipeline_env(pipeline_env_factory: Callable[[], Awaitable[PipelineEnv]]) -> PipelineEnv:
+    return await pipeline_env_factory()
 
 
 @pytest.fixture

@@ -1,0 +1,155 @@
+"""Issue 4's acceptance on real Apache Kafka and PostgreSQL: late and on-time teams, SIGKILL with
+1,000 pending timers, and a replayed hour matching the live run.
+
+Deadlines are shortened by a test policy (seconds instead of minutes) so the suite stays fast;
+the mechanism is the same one production runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from crisis.publish import publish_events, retime
+from crisis.simulate import City, CitySettings
+from domain.policy import DEFAULT_POLICY_PATH, load_policy
+from streams import topics
+from tests.conftest import wait_until
+from tests.integration.kafka_io import as_records, publish, read_all
+
+pytestmark = pytest.mark.integration
+
+
+def short_policy(tmp_path: Path, first: tuple[float, float], second: tuple[float, float]) -> Path:
+    """The default policy with SLA deadlines in seconds: (warning, breach) per response."""
+    text = DEFAULT_POLICY_PATH.read_text()
+    text = text.replace("warning_after_seconds = 900", f"warning_after_seconds = {first[0]:g}")
+    text = text.replace("breach_after_seconds = 1200", f"breach_after_seconds = {first[1]:g}")
+    text = text.replace("warning_after_seconds = 600", f"warning_after_seconds = {second[0]:g}")
+    text = text.replace("breach_after_seconds = 900", f"breach_after_seconds = {second[1]:g}")
+    path = tmp_path / "short-sla.toml"
+    path.write_text(text)
+    return path
+
+
+async def sla_rows(db: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(db)
+    try:
+        return await conn.fetch("SELECT call_id, type, response, arrival_seconds FROM sla_events ORDER BY call_id, type")
+    finally:
+        await conn.close()
+
+
+async def fetchval(db: str, sql: str) -> int:
+    conn = await asyncpg.connect(db)
+    try:
+        return int(await conn.fetchval(sql))
+    finally:
+        await conn.close()
+
+
+async def test_late_team_warns_and_breaches_on_time_team_meets(pipeline_env, call_received_factory, tmp_path):
+    env, bootstrap = pipeline_env, pipeline_env.settings.kafka_bootstrap
+    policy = short_policy(tmp_path, first=(3, 5), second=(2, 4))
+    worker = env.worker(CRISIS_POLICY=str(policy), CRISIS_TIMER_LATENESS_SECONDS="0.5")
+    now = datetime.now(UTC)
+    on_time = call_received_factory(call_id="on-time", occurred_at=now.isoformat(), person_in_crisis_is_caller=False)
+    late = call_received_factory(call_id="late", occurred_at=now.isoformat(), person_in_crisis_is_caller=False)
+    await publish(bootstrap, env.topic(topics.CALLS), as_records([on_time, late]))
+    arrived = {"type": "unit.arrived", "event_id": "arr-1", "call_id": "on-time",
+               "occurred_at": (now + timedelta(seconds=1)).isoformat(), "unit_id": "CRU1", "unit_type": "co_responder"}
+    await asyncio.sleep(max(0.0, (now + timedelta(seconds=1) - datetime.now(UTC)).total_seconds()))
+    await publish(bootstrap, env.topic(topics.CALLS), as_records([arrived]))
+
+    rows = await wait_until(lambda: _rows_with(env.settings.database_url, 3), 60)
+    assert [(r["call_id"], r["type"]) for r in rows] == [
+        ("late", "sla.breached"), ("late", "sla.warning"), ("on-time", "sla.met")], worker.log_tail()
+    assert rows[2]["arrival_seconds"] == pytest.approx(1.0)
+    published = [json.loads(r.value) for r in await read_all(bootstrap, env.topic(topics.SLA))]
+    assert sorted((e["call_id"], e["type"]) for e in published) == [
+        ("late", "sla.breached"), ("late", "sla.warning"), ("on-time", "sla.met")]
+    assert all("caller_phone" not in e for e in published)
+
+
+async def _rows_with(db: str, count: int) -> list[asyncpg.Record] | None:
+    rows = await sla_rows(db)
+    return rows if len(rows) >= count else None
+
+
+async def test_sigkill_with_1000_pending_timers_fires_each_overdue_timer_once(
+    pipeline_env, call_received_factory, tmp_path
+):
+    env, bootstrap, db = pipeline_env, pipeline_env.settings.kafka_bootstrap, pipeline_env.settings.database_url
+    policy = short_policy(tmp_path, first=(8, 12), second=(8, 12))
+    overrides = {"CRISIS_POLICY": str(policy), "CRISIS_TIMER_LATENESS_SECONDS": "0.5"}
+    worker = env.worker(**overrides)
+    now = datetime.now(UTC)
+    calls = [call_received_factory(call_id=f"k{n}", event_id=f"k{n}-0", occurred_at=now.isoformat(),
+                                   person_in_crisis_is_caller=False) for n in range(1000)]
+    await publish(bootstrap, env.topic(topics.CALLS), as_records(calls))
+    running = "SELECT count(*) FROM sla_timers WHERE next_deadline_at IS NOT NULL"
+    await wait_until(lambda: _at_least(db, running, 1000), 60)
+    worker.kill()
+    assert await fetchval(db, "SELECT count(*) FROM sla_events") == 0, "deadlines passed before the kill"
+
+    # Down past every deadline; then two workers start together and rebalance while they fire.
+    await asyncio.sleep(max(0.0, (now + timedelta(seconds=13) - datetime.now(UTC)).total_seconds()))
+    env.worker(**overrides)
+    env.worker(**overrides)
+    await wait_until(lambda: _at_least(db, "SELECT count(*) FROM sla_events WHERE type = 'sla.breached'", 1000), 90)
+    await asyncio.sleep(3)  # let any duplicate that would come, come
+    assert await fetchval(db, "SELECT count(*) FROM sla_events WHERE type = 'sla.warning'") == 1000
+    assert await fetchval(db, "SELECT count(*) FROM sla_events WHERE type = 'sla.breached'") == 1000
+    assert await fetchval(db, running) == 0
+    published = [json.loads(r.value) for r in await read_all(bootstrap, env.topic(topics.SLA))]
+    ids = Counter(e["event_id"] for e in published)
+    assert len(ids) == 2000 and max(ids.values()) == 1, "a consumer would have seen a duplicate event id"
+
+
+async def _at_least(db: str, sql: str, n: int) -> bool:
+    return await fetchval(db, sql) >= n
+
+
+async def test_replayed_hour_gives_the_same_sla_results_as_the_live_run(
+    pipeline_env, pipeline_env_factory, tmp_path
+):
+    """One recorded hour, played live (60x faster, on the wall clock) and replayed at full speed."""
+    speedup = 60.0
+    # The policy's SLA seconds scaled down by the same factor, so the live run keeps their meaning.
+    base = load_policy()
+    policy = short_policy(
+        tmp_path,
+        first=(base.sla["first"].warning_after_seconds / speedup, base.sla["first"].breach_after_seconds / speedup),
+        second=(base.sla["second"].warning_after_seconds / speedup, base.sla["second"].breach_after_seconds / speedup),
+    )
+    city = City(base, seed=11, settings=CitySettings(calls_per_hour=150, late_team_share=0.25))
+    recorded = city.events(150)
+
+    # Live: wall clock, events sent when their (compressed) time comes.
+    live = pipeline_env
+    live.worker(CRISIS_POLICY=str(policy), CRISIS_TIMER_LATENESS_SECONDS="1")
+    await asyncio.sleep(8)  # let the worker join its group before the clock starts
+    stream = retime(recorded, datetime.now(UTC) + timedelta(seconds=1), speedup)
+    await publish_events(live.settings.kafka_bootstrap, live.topic(topics.CALLS), stream, at_event_time=True)
+
+    # Replay: the same compressed stream, later, at full speed, deadlines by event time only.
+    replay_env = await pipeline_env_factory()
+    replay_env.worker(CRISIS_POLICY=str(policy), CRISIS_TIMER_CLOCK="event", CRISIS_TIMER_LATENESS_SECONDS="1")
+    await publish_events(replay_env.settings.kafka_bootstrap, replay_env.topic(topics.CALLS), stream)
+
+    closes = sum(1 for e in recorded if e.type == "call.closed")
+    closed_sql = "SELECT count(*) FROM call_events WHERE type = 'call.closed'"
+    await wait_until(lambda: _at_least(live.settings.database_url, closed_sql, closes), 60)
+    await wait_until(lambda: _at_least(replay_env.settings.database_url, closed_sql, closes), 60)
+    await asyncio.sleep(2)
+    live_results = [(r["call_id"], r["type"]) for r in await sla_rows(live.settings.database_url)]
+    replay_results = [(r["call_id"], r["type"]) for r in await sla_rows(replay_env.settings.database_url)]
+    kinds = Counter(kind for _, kind in live_results)
+    assert kinds["sla.met"] > 10 and kinds["sla.breached"] > 3, kinds
+    assert replay_results == live_results
