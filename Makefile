@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/crisis demo
 
-## Java and Maven run the real Apache Kafka broker the integration tests use.
+## Java and Maven run the real Apache Kafka broker the integration tests use; promtool tests the alert rules.
 deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null || { \
-	  echo "installing Java 17 and Maven (Debian packages)"; \
-	  apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless maven >/dev/null; }
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing Java 17, Maven and promtool (Debian packages)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    openjdk-17-jre-headless maven prometheus >/dev/null; }
 
 ## Lint, then the whole suite: unit tests, then integration tests on Apache Kafka + PostgreSQL.
 test: $(STAMP) deps

@@ -67,7 +67,9 @@ async def publish_events(
     return PublishResult(sent, time.perf_counter() - started)
 
 
-def retime(events: list[SimulatedEvent], start_at: datetime | None = None, speedup: float = 1.0) -> list[SimulatedEvent]:
+def retime(
+    events: list[SimulatedEvent], start_at: datetime | None = None, speedup: float = 1.0
+) -> list[SimulatedEvent]:
     """Move a stream to start at ``start_at`` (default now), its gaps divided by ``speedup``.
 
     For live runs on the wall clock: ``speedup=60`` plays a recorded hour in a minute.

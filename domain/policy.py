@@ -49,6 +49,9 @@ class OpeningHours:
             end = None if end_text == "24:00" else time.fromisoformat(end_text)
         except ValueError as exc:
             raise ValueError(f"hours must look like '06:00-22:00' or '00:00-24:00', got {text!r}") from exc
+        if start.tzinfo is not None or (end is not None and end.tzinfo is not None):
+            # Hours are local to the policy's time zone; an offset here would be a second, conflicting one.
+            raise ValueError(f"hours must not carry a UTC offset (set the policy's timezone instead), got {text!r}")
         return cls(start, end)
 
     @property
@@ -83,8 +86,8 @@ class RouteSettings(BaseModel):
 class SlaSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    warning_after_seconds: Annotated[int, Field(gt=0)]
-    breach_after_seconds: Annotated[int, Field(gt=0)]
+    warning_after_seconds: Annotated[float, Field(gt=0)]
+    breach_after_seconds: Annotated[float, Field(gt=0)]
 
     @model_validator(mode="after")
     def _warning_before_breach(self) -> SlaSettings:
@@ -164,8 +167,10 @@ def load_policy(path: str | Path | None = None) -> Policy:
         data = tomllib.loads(chosen.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise PolicyError(f"policy file not found: {chosen}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"policy file {chosen} is not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"policy file {chosen} is not valid TOML (UTF-8): {exc}") from exc
+    except OSError as exc:
+        raise PolicyError(f"policy file {chosen} cannot be read: {exc.strerror or exc}") from exc
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:

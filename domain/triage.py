@@ -113,5 +113,6 @@ def override(previous: TriageDecision, event: TriageOverridden) -> TriageDecisio
             "second_response_requested": False,
             "previous_route": previous.route,
             "overridden_by": event.overridden_by,
+            "override_reason": event.reason,
         }
     )

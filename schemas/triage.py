@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class Route(StrEnum):
@@ -45,3 +45,5 @@ class TriageDecision(BaseModel):
     person_ref: str | None = None
     previous_route: Route | None = None
     overridden_by: str | None = None
+    # The dispatcher's free-text reason may name people: stored in Postgres, never serialised to partners.
+    override_reason: str | None = Field(default=None, exclude=True)

@@ -69,6 +69,7 @@ def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
         person_ref=row["person_ref"],
         previous_route=Route(row["previous_route"]) if row["previous_route"] else None,
         overridden_by=row["overridden_by"],
+        override_reason=row["override_reason"],
     )
 
 
@@ -143,7 +144,7 @@ class PostgresTransaction:
             columns = (
                 "event_id", "type", "call_id", "source_event_id", "decided_at", "route", "reasons",
                 "policy_name", "policy_version", "second_response_requested", "center_id", "district",
-                "person_ref", "previous_route", "overridden_by",
+                "person_ref", "previous_route", "overridden_by", "override_reason",
             )
             await self._copy(
                 "stage_decisions",
@@ -153,7 +154,7 @@ class PostgresTransaction:
                         d.event_id, d.type, d.call_id, d.source_event_id, d.decided_at, d.route.value,
                         list(d.reasons), d.policy_name, d.policy_version, d.second_response_requested,
                         d.center_id, d.district, d.person_ref,
-                        d.previous_route.value if d.previous_route else None, d.overridden_by,
+                        d.previous_route.value if d.previous_route else None, d.overridden_by, d.override_reason,
                     )
                     for d in batch.decisions
                 ],

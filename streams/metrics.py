@@ -7,6 +7,18 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from schemas.calls import CALL_EVENT_TYPES
+from schemas.sla import Response
+from schemas.triage import Route
+
+DEAD_LETTER_REASONS = (
+    "invalid_json", "unknown_type", "missing_type", "missing_field", "invalid_field", "unknown_call",
+    "processing_error",
+)
+SLA_EVENT_TYPES = ("sla.warning", "sla.breached", "sla.met", "sla.late_arrival")
+RETRY_STAGES = ("batch", "wall_clock_timers")
+UNMATCHED_REASONS = ("arrival_without_timer", "duplicate_arrival")
+
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 ARRIVAL_BUCKETS_SECONDS = (60, 120, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
 
@@ -73,3 +85,20 @@ class PipelineMetrics:
             ["reason"],
             registry=r,
         )
+        self._start_at_zero()
+
+    def _start_at_zero(self) -> None:
+        """Create every label combination now: alerts on rate() cannot see a series' first increment."""
+        for event_type in CALL_EVENT_TYPES:
+            self.events_consumed.labels(event_type)
+        for route in Route:
+            self.decisions.labels(route.value)
+        for reason in DEAD_LETTER_REASONS:
+            self.dead_letters.labels(reason)
+        for stage in RETRY_STAGES:
+            self.batch_retries.labels(stage)
+        for kind in SLA_EVENT_TYPES:
+            for response in Response:
+                self.sla_events.labels(kind, response.value)
+        for reason in UNMATCHED_REASONS:
+            self.unmatched_events.labels(reason)

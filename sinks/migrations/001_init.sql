@@ -36,6 +36,7 @@ CREATE TABLE triage_decisions (
     person_ref                text,
     previous_route            text,
     overridden_by             text,
+    override_reason           text,          -- dispatcher's free text: internal only
     stored_at                 timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX triage_decisions_call ON triage_decisions (call_id, decided_at);

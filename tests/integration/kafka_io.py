@@ -36,7 +36,7 @@ async def read_all(bootstrap: str, topic: str) -> list[Any]:
     try:
         partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
         if not partitions:
-            await consumer._client.force_metadata_update()  # noqa: SLF001 - first look at a new topic
+            await consumer._client.force_metadata_update()
             partitions = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or set())]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)

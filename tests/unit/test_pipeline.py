@@ -101,7 +101,10 @@ async def test_override_replaces_route_keeps_both_and_is_counted(call_received_f
     await h.send({"type": "triage.overridden", "event_id": "o1", "call_id": "c1", "occurred_at": at(2),
                   "route": "co_responder", "overridden_by": "dispatcher-17", "reason": "caller hung up"})
     rules, dispatcher = h.published(topics.TRIAGE)
-    assert dispatcher["type"] == "triage.overridden"
+    assert (rules["type"], dispatcher["type"]) == ("triage.decided", "triage.overridden")
+    assert "override_reason" not in dispatcher  # free text from a dispatcher stays internal
+    [stored] = [d for d in h.store.decisions.values() if d.type == "triage.overridden"]
+    assert stored.override_reason == "caller hung up" and stored.overridden_by == "dispatcher-17"
     assert (dispatcher["previous_route"], dispatcher["route"]) == ("diversion_line", "co_responder")
     assert len(h.store.decisions) == 2
     assert h.metric("crisis_triage_overrides_total", from_route="diversion_line", to_route="co_responder") == 1
