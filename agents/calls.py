@@ -50,7 +50,10 @@ from streams.publisher import OutboundMessage, Publisher
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+# The wall-clock ticker fires in rounds of this many, one transaction each. A batch firing by event
+# time takes all that is due on its partitions at once (a replay after a long gap may have many).
 DUE_TIMERS_PER_QUERY = 5000
+DUE_TIMERS_PER_BATCH = 100_000
 RETRY_DELAYS_SECONDS = (0.2, 0.5, 1, 2, 5, 10)
 
 
@@ -293,7 +296,7 @@ class CallPipeline:
                 self._advance_timer(state, call_id, self.event_time_now(watermarks[timer.partition]))
         for partition in sorted(partitions & watermarks.keys()):
             now = self.event_time_now(watermarks[partition])
-            for timer in await tx.due_timers(now, partition, DUE_TIMERS_PER_QUERY):
+            for timer in await tx.due_timers(now, partition, DUE_TIMERS_PER_BATCH):
                 if timer.call_id not in state.timers:  # ours were advanced above
                     state.timers[timer.call_id] = timer
                     self._advance_timer(state, timer.call_id, now)
@@ -340,8 +343,15 @@ class CallPipeline:
             fired += len(stored.sla_event_ids)
             if due_count < DUE_TIMERS_PER_QUERY:
                 break
-        self.metrics.sla_timers_pending.set(await self.store.count_running_timers())
+        await self.update_pending_gauge()
         return fired
+
+    async def update_pending_gauge(self) -> None:
+        """Refresh ``crisis_sla_timers_pending``; a failed count only leaves the gauge stale."""
+        try:
+            self.metrics.sla_timers_pending.set(await self.store.count_running_timers())
+        except Exception:
+            log.warning("could not count pending timers", exc_info=True)
 
     # -- output ------------------------------------------------------------------------------
 

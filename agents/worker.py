@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import asyncpg
 import prometheus_client
 from faust.types import EventT, StreamT
 
@@ -31,9 +32,20 @@ async def pipeline() -> CallPipeline:
         if _pipeline is None:
             if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
                 log.warning("CRISIS_PSEUDONYM_KEY is not set: person references use the development key")
-            store = await PostgresStore.connect(settings.database_url)
+            store = await _connect_with_retry()
             _pipeline = CallPipeline(settings, load_policy(settings.policy_path), store, FaustPublisher(app), metrics)
         return _pipeline
+
+
+async def _connect_with_retry() -> PostgresStore:
+    delay = 0.5
+    while True:
+        try:
+            return await PostgresStore.connect(settings.database_url)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.error("cannot reach Postgres (%s); retrying in %.0f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
 
 
 def inbound(event: EventT) -> InboundRecord:
@@ -52,8 +64,11 @@ async def process_calls(stream: StreamT) -> None:
 @app.timer(settings.timer_tick_seconds)
 async def fire_sla_deadlines() -> None:
     """Live operation: fire deadlines by the wall clock, also for teams that never send an event."""
+    handler = await pipeline()
     if settings.timer_clock == "wall":
-        await (await pipeline()).fire_due_by_wall_clock()
+        await handler.fire_due_by_wall_clock()
+    else:
+        await handler.update_pending_gauge()
 
 
 @app.task
