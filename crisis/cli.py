@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections import Counter
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -25,8 +26,12 @@ def _fail(message: str) -> None:
 @app.command()
 def broker(port: Annotated[int, typer.Option(help="Loopback port to listen on.")] = 9092) -> None:
     """Run the embedded Kafka-compatible broker (tansu, memory only) until Ctrl-C."""
+    import signal
+
     from crisis.services import TansuBroker
 
+    # SIGTERM (e.g. from a process manager) must stop tansu too, through the context manager.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     with TansuBroker(port) as running:
         typer.echo(f"tansu listening on {running.bootstrap} (memory only; Ctrl-C to stop)")
         try:
@@ -60,10 +65,13 @@ def worker() -> None:
 
 @app.command()
 def triage(
-    policy: Annotated[Path | None, typer.Option(help="Try this policy: print how many calls would change route.")] = None,
-    baseline: Annotated[Path | None, typer.Option(help="Policy to compare against (default: $CRISIS_POLICY or the shipped one).")] = None,
+    policy: Annotated[Path | None, typer.Option(
+        help="Try this policy: print how many calls would change route.")] = None,
+    baseline: Annotated[Path | None, typer.Option(
+        help="Policy to compare against (default: $CRISIS_POLICY or the shipped one).")] = None,
     input_file: Annotated[Path | None, typer.Option("--input", help="JSON lines file (default: stdin).")] = None,
-    explain_changes: Annotated[bool, typer.Option("--show-changes", help="With --policy: list each changed call.")] = False,
+    explain_changes: Annotated[bool, typer.Option(
+        "--show-changes", help="With --policy: list each changed call.")] = False,
 ) -> None:
     """Decide routes for call.received JSON lines, without any broker.
 
@@ -201,6 +209,111 @@ def demo(
         Console().print(table)
     if not summary["complete"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="JSON lines of call events, e.g. from `crisis simulate --out`.")],
+    rate: Annotated[float | None, typer.Option(help="Events per second (default: as fast as possible).")] = None,
+    strict: Annotated[bool, typer.Option(help="Check the whole file first; publish nothing if any line is bad.")]
+    = False,
+) -> None:
+    """Publish a recorded file of call events to $KAFKA_BOOTSTRAP in file order, keyed by call_id.
+
+    A bad line (not JSON, or without a string call_id) is reported on stderr with its line number.
+    By default it is still published, keyed by null, so the pipeline dead-letters it with a reason;
+    with --strict nothing is published and the exit code is 1. Prints a one-line JSON summary.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from crisis.replay import ParsedLine, ReplaySummary, bad_lines, replay_file
+    from streams import topics
+    from streams.config import Settings
+    from streams.topics import ensure_topics
+
+    if rate is not None and rate <= 0:
+        _fail("--rate must be a positive number of events per second")
+
+    def report(line: ParsedLine, console: object = None) -> None:
+        message = f"line {line.number}: {line.problem}"
+        if console is not None:
+            console.print(message, markup=False, highlight=False)  # type: ignore[attr-defined]
+        else:
+            typer.echo(message, err=True)
+
+    if strict:
+        found = 0
+        for line in bad_lines(file):
+            found += 1
+            report(line)
+        if found:
+            typer.echo(f"{found} bad line(s): nothing published (--strict)", err=True)
+            typer.echo(json.dumps(ReplaySummary(0, found, 0.0).as_dict()))
+            raise typer.Exit(1)
+
+    settings = Settings.from_env()
+    topic = settings.topic(topics.CALLS)
+    asyncio.run(ensure_topics(settings))
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
+        task = bar.add_task("replaying", total=file.stat().st_size)
+        console = bar.console if sys.stderr.isatty() else None
+        summary = asyncio.run(replay_file(
+            file, settings.kafka_bootstrap, topic, rate,
+            on_bad=lambda line: report(line, console),
+            on_progress=lambda sent, read: bar.update(task, completed=read, description=f"{sent:,} events"),
+        ))
+    if summary.bad_lines:
+        typer.echo(f"{summary.bad_lines} bad line(s) published keyed by null: the pipeline dead-letters them",
+                   err=True)
+    typer.echo(json.dumps({**summary.as_dict(), "topic": topic}))
+
+
+class KafkaKind(StrEnum):
+    TANSU = "tansu"
+    APACHE = "apache"
+
+
+@app.command()
+def bench(
+    calls: Annotated[int, typer.Option(min=2, help="call.received events for the throughput steps (1-3, 6).")]
+    = 50_000,
+    kafka: Annotated[KafkaKind, typer.Option(help="Broker to start when $KAFKA_BOOTSTRAP is not set.")]
+    = KafkaKind.TANSU,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    latency_seconds: Annotated[float, typer.Option(min=0.1, help="Seconds of offered load for the latency step.")]
+    = 10.0,
+    latency_rate: Annotated[float, typer.Option(min=1, help="Calls per second offered in the latency step.")]
+    = 500.0,
+    timers: Annotated[int, typer.Option(min=1, help="SLA timers for the timer-lag step.")] = 100_000,
+    timer_seconds: Annotated[float, typer.Option(min=0.5, help="Seconds over which the timers fall due.")] = 20.0,
+) -> None:
+    """Measure the pipeline against raw aiokafka and a do-nothing Faust agent, plus latency, timer lag,
+    sink speed and worker memory, in one run on one broker and one fresh database.
+
+    Starts tansu (or Apache Kafka) and an embedded PostgreSQL unless $KAFKA_BOOTSTRAP / $DATABASE_URL
+    are set (on $DATABASE_URL's server a fresh database is created and dropped). Progress on stderr.
+    """
+    from crisis.bench import BenchOptions, run_bench
+    from crisis.services import ServiceError
+
+    try:
+        summary = run_bench(BenchOptions(calls=calls, kafka=kafka.value, latency_seconds=latency_seconds,
+                                         latency_rate=latency_rate, timers=timers, timer_seconds=timer_seconds))
+    except (ServiceError, OSError) as exc:  # everything it started is stopped by now
+        _fail(f"bench failed: {exc}")
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="crisis-pipeline bench", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
+    Console().print(table)
 
 
 def main() -> None:

@@ -8,12 +8,26 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 
 from crisis.simulate import SimulatedEvent
 
 CHUNK = 2000
+
+
+class OutgoingEvent(Protocol):
+    """What can be published: a key (``None`` publishes without one), the bytes, maybe an event time."""
+
+    @property
+    def key(self) -> str | None: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def occurred_at(self) -> datetime | None: ...
 
 
 @dataclass(frozen=True)
@@ -25,7 +39,7 @@ class PublishResult:
 async def publish_events(
     bootstrap: str,
     topic: str,
-    events: Iterable[SimulatedEvent],
+    events: Iterable[OutgoingEvent],
     rate_per_second: float | None = None,
     on_progress: Callable[[int], None] | None = None,
     at_event_time: bool = False,
@@ -33,35 +47,38 @@ async def publish_events(
     """Publish in order; ``rate_per_second`` paces the stream, ``None`` sends as fast as possible.
 
     ``at_event_time`` sends each event when the wall clock reaches its ``occurred_at`` (a live
-    run of a stream made by ``retime``). Each chunk's deliveries are awaited before the next, so
-    the count returned was acknowledged.
+    run of a stream made by ``retime``). Deliveries are awaited every ``CHUNK`` events and
+    whenever pacing leaves time to wait, so the count returned was acknowledged. Records carry no
+    explicit timestamp: the broker stamps them, so retention never deletes an old recording at once.
     """
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
     await producer.start()
     started = time.perf_counter()
     sent = 0
-    try:
-        pending: list[asyncio.Future[object]] = []
-        for event in events:
-            if rate_per_second:
-                ahead = sent / rate_per_second - (time.perf_counter() - started)
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            elif at_event_time:
-                ahead = (event.occurred_at - datetime.now(UTC)).total_seconds()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            timestamp_ms = int(event.occurred_at.timestamp() * 1000) if event.occurred_at else None
-            pending.append(await producer.send(topic, event.value, key=event.key.encode(), timestamp_ms=timestamp_ms))
-            sent += 1
-            if len(pending) >= CHUNK or rate_per_second or at_event_time:
-                await asyncio.gather(*pending)
-                pending.clear()
-                if on_progress:
-                    on_progress(sent)
+    pending: list[asyncio.Future[object]] = []
+
+    async def flush() -> None:
         await asyncio.gather(*pending)
+        pending.clear()
         if on_progress:
             on_progress(sent)
+
+    try:
+        for event in events:
+            ahead = 0.0
+            if rate_per_second:
+                ahead = sent / rate_per_second - (time.perf_counter() - started)
+            elif at_event_time and event.occurred_at is not None:
+                ahead = (event.occurred_at - datetime.now(UTC)).total_seconds()
+            if ahead > 0:
+                await flush()  # use the wait: everything sent so far is delivered before we sleep
+                await asyncio.sleep(max(0.0, ahead))
+            key = event.key.encode() if event.key is not None else None
+            pending.append(await producer.send(topic, event.value, key=key))
+            sent += 1
+            if len(pending) >= CHUNK:
+                await flush()
+        await flush()
     finally:
         await producer.stop()
     return PublishResult(sent, time.perf_counter() - started)
