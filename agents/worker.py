@@ -15,7 +15,7 @@ from sinks.postgres import PostgresStore
 from streams.app import app, calls_topic, settings
 from streams.config import DEV_PSEUDONYM_KEY
 from streams.metrics import PipelineMetrics
-from streams.publisher import FaustPublisher
+from streams.publisher import KafkaPublisher
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,9 @@ async def pipeline() -> CallPipeline:
             if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
                 log.warning("CRISIS_PSEUDONYM_KEY is not set: person references use the development key")
             store = await _connect_with_retry()
-            _pipeline = CallPipeline(settings, load_policy(settings.policy_path), store, FaustPublisher(app), metrics)
+            publisher = KafkaPublisher(settings.kafka_bootstrap)
+            await publisher.start()
+            _pipeline = CallPipeline(settings, load_policy(settings.policy_path), store, publisher, metrics)
         return _pipeline
 
 
