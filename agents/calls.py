@@ -19,6 +19,7 @@ import asyncio
 import base64
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from pydantic import ValidationError
 
 from domain.policy import Policy
 from domain.sla import SlaTimer, advance, record_arrival, record_close, timer_for
-from domain.triage import decide, deterministic_id, override, person_ref
+from domain.triage import decide, deterministic_id, override
 from schemas.calls import (
     CallClosed,
     CallEvent,
@@ -205,7 +206,7 @@ class CallPipeline:
 
     def _on_call_received(self, state: _BatchState, record: InboundRecord, call: CallReceived) -> None:
         decision = decide(call, self.policy, self.pseudonym_key)
-        state.write.calls.append((call, person_ref(call.caller_phone, self.pseudonym_key)))
+        state.write.calls.append((call, decision.person_ref))
         state.write.decisions.append(decision)
         state.latest[call.call_id] = decision
         self._start_timer(state, decision, record.partition)
@@ -262,7 +263,7 @@ class CallPipeline:
 
     def _dead_letter(self, state: _BatchState, record: InboundRecord, reason: str, error: str) -> None:
         letter = DeadLetter(
-            event_id=deterministic_id("deadletter", record.topic, record.partition, record.offset),
+            event_id=deterministic_id("deadletter", record.topic, str(record.partition), str(record.offset)),
             source_topic=record.topic,
             source_partition=record.partition,
             source_offset=record.offset,
@@ -292,8 +293,11 @@ class CallPipeline:
         self, tx: StoreTransaction, state: _BatchState, partitions: set[int], watermarks: dict[int, datetime]
     ) -> None:
         for call_id, timer in list(state.timers.items()):
-            if timer.partition in watermarks:
-                self._advance_timer(state, call_id, self.event_time_now(watermarks[timer.partition]))
+            deadline = timer.next_deadline
+            if deadline is not None and timer.partition in watermarks:
+                now = self.event_time_now(watermarks[timer.partition])
+                if deadline < now:
+                    self._advance_timer(state, call_id, now)
         for partition in sorted(partitions & watermarks.keys()):
             now = self.event_time_now(watermarks[partition])
             for timer in await tx.due_timers(now, partition, DUE_TIMERS_PER_BATCH):
@@ -380,27 +384,37 @@ class CallPipeline:
         return messages
 
     def _record_metrics(self, state: _BatchState, stored: Stored) -> None:
-        decision_ids, sla_ids, dead_ids = stored.decision_ids, stored.sla_event_ids, stored.dead_letter_ids
+        """Count what this batch stored for the first time (a replayed batch counts nothing twice)."""
         m = self.metrics
         for event_type, count in state.consumed.items():
             m.events_consumed.labels(event_type).inc(count)
         for reason, count in state.unmatched.items():
             m.unmatched_events.labels(reason).inc(count)
         now = self.clock()
+        routes: Counter[str] = Counter()
+        overrides: Counter[tuple[str, str]] = Counter()
         for decision in state.write.decisions:
-            if decision.event_id not in decision_ids:
+            if decision.event_id not in stored.decision_ids:
                 continue
             if decision.type == "triage.overridden":
-                m.overrides.labels(str(decision.previous_route), decision.route.value).inc()
+                overrides[(str(decision.previous_route), decision.route.value)] += 1
             else:
-                m.decisions.labels(decision.route.value).inc()
+                routes[decision.route.value] += 1
                 m.decision_latency.observe(max(0.0, (now - decision.decided_at).total_seconds()))
+        for route, count in routes.items():
+            m.decisions.labels(route).inc(count)
+        for (previous, route), count in overrides.items():
+            m.overrides.labels(previous, route).inc(count)
+        sla: Counter[tuple[str, str]] = Counter()
         for event in state.write.sla_events:
-            if event.event_id not in sla_ids:
+            if event.event_id not in stored.sla_event_ids:
                 continue
-            m.sla_events.labels(event.type, event.response.value).inc()
+            sla[(event.type, event.response.value)] += 1
             if event.arrival_seconds is not None:
                 m.sla_arrival.labels(event.response.value).observe(event.arrival_seconds)
-        for letter, _ in state.write.dead_letters:
-            if letter.event_id in dead_ids:
-                m.dead_letters.labels(letter.reason).inc()
+        for (kind, response), count in sla.items():
+            m.sla_events.labels(kind, response).inc(count)
+        letters = Counter(letter.reason for letter, _ in state.write.dead_letters
+                          if letter.event_id in stored.dead_letter_ids)
+        for reason, count in letters.items():
+            m.dead_letters.labels(reason).inc(count)

@@ -12,8 +12,8 @@ deadline meets it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import NamedTuple
 
 from domain.policy import Policy
 from domain.triage import deterministic_id
@@ -21,9 +21,8 @@ from schemas.sla import Response, SlaEvent, SlaEventType
 from schemas.triage import Route, TriageDecision
 
 
-@dataclass(frozen=True)
-class SlaTimer:
-    """The state of one call's co-responder arrival timer."""
+class SlaTimer(NamedTuple):
+    """The state of one call's co-responder arrival timer (immutable; ``_replace`` makes the next)."""
 
     call_id: str
     response: Response
@@ -76,7 +75,7 @@ def _event(timer: SlaTimer, kind: SlaEventType, deadline: datetime, occurred_at:
     return SlaEvent(
         type=kind,
         # One warning, one breach and one arrival per timer: the id names the timer and the step.
-        event_id=deterministic_id(kind, timer.call_id, timer.response.value, timer.requested_at.isoformat()),
+        event_id=deterministic_id(kind, timer.call_id, timer.response, timer.requested_at.isoformat()),
         call_id=timer.call_id,
         response=timer.response,
         requested_at=timer.requested_at,
@@ -91,10 +90,10 @@ def advance(timer: SlaTimer, now: datetime) -> tuple[SlaTimer, list[SlaEvent]]:
     """Fire whatever deadlines have passed by ``now``; returns the new state and the events."""
     events: list[SlaEvent] = []
     if timer.running and not timer.warned and now > timer.warning_at:
-        timer = replace(timer, warned=True)
+        timer = timer._replace(warned=True)
         events.append(_event(timer, "sla.warning", timer.warning_at, timer.warning_at))
     if timer.running and now > timer.breach_at:
-        timer = replace(timer, breached=True)
+        timer = timer._replace(breached=True)
         events.append(_event(timer, "sla.breached", timer.breach_at, timer.breach_at))
     return timer, events
 
@@ -105,7 +104,7 @@ def record_arrival(timer: SlaTimer, arrived_at: datetime) -> tuple[SlaTimer, lis
         return timer, []
     timer, events = advance(timer, arrived_at)
     kind: SlaEventType = "sla.late_arrival" if timer.breached else "sla.met"
-    timer = replace(timer, arrived_at=arrived_at)
+    timer = timer._replace(arrived_at=arrived_at)
     return timer, [*events, _event(timer, kind, timer.breach_at, arrived_at)]
 
 
@@ -114,4 +113,4 @@ def record_close(timer: SlaTimer, closed_at: datetime) -> tuple[SlaTimer, list[S
     if timer.arrived_at is not None or timer.closed_at is not None:
         return timer, []
     timer, events = advance(timer, closed_at)
-    return replace(timer, closed_at=closed_at), events
+    return timer._replace(closed_at=closed_at), events

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.triage import Route
 
@@ -67,7 +67,8 @@ class CallReceived(_Event):
     center_id: Annotated[str, Field(min_length=1, max_length=64)]
     nature_code: Annotated[str, Field(min_length=1, max_length=64)]
     mpds_code: Annotated[str, Field(pattern=MPDS_CODE_PATTERN)] | None = None
-    concerns: list[Concern] = Field(default_factory=list, max_length=len(Concern))
+    # A set: duplicates in the input collapse, and validation stays in pydantic's compiled core.
+    concerns: frozenset[Concern] = Field(default_factory=frozenset, max_length=len(Concern))
     weapon_present: bool = False
     violence_or_threat_to_others: bool = False
     medical_emergency: bool = False
@@ -79,11 +80,6 @@ class CallReceived(_Event):
     district: Annotated[str, Field(min_length=1, max_length=64)]
     # Personal data: stored internally, never published to partner topics or reports.
     caller_phone: Annotated[str, Field(max_length=32)] | None = None
-
-    @field_validator("concerns")
-    @classmethod
-    def _unique_concerns(cls, concerns: list[Concern]) -> list[Concern]:
-        return sorted(set(concerns))
 
 
 class TriageOverridden(_Event):

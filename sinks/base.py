@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -149,7 +149,7 @@ class _InMemoryTransaction:
         for event in b.lifecycle:
             s.lifecycle.setdefault(event.event_id, event)
         for timer in b.timers:
-            s.timers[timer.call_id] = replace(timer)
+            s.timers[timer.call_id] = timer
         for sla_event in b.sla_events:
             s.sla_events.setdefault(sla_event.event_id, sla_event)
         for letter, _ in b.dead_letters:
