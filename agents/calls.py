@@ -83,6 +83,7 @@ class _BatchState:
     latest: dict[str, TriageDecision] = field(default_factory=dict)
     consumed: dict[str, int] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)  # call id -> inbound partition
 
 
 def _dead_letter_reason(exc: ValidationError) -> str:
@@ -170,6 +171,7 @@ class CallPipeline:
             state.latest = await tx.latest_decisions(overridden)
             for record, event in decoded:
                 state.consumed[event.type] = state.consumed.get(event.type, 0) + 1
+                state.partitions[event.call_id] = record.partition
                 try:
                     self._apply(state, record, event)
                 except Exception as exc:  # a bug must not stall the partition: keep the event
@@ -311,7 +313,9 @@ class CallPipeline:
     async def _store_and_publish(self, tx: StoreTransaction, state: _BatchState) -> Stored:
         state.write.timers = [state.timers[call_id] for call_id in sorted(state.changed_timers)]
         stored = await tx.write(state.write)
-        await self.publisher.publish(self._messages(state.write, stored))
+        for timer in state.timers.values():
+            state.partitions.setdefault(timer.call_id, timer.partition)
+        await self.publisher.publish(self._messages(state, stored))
         return stored
 
     # -- deadlines by wall clock -------------------------------------------------------------
@@ -359,16 +363,20 @@ class CallPipeline:
 
     # -- output ------------------------------------------------------------------------------
 
-    def _messages(self, write: BatchWrite, stored: Stored) -> list[OutboundMessage]:
+    def _messages(self, state: _BatchState, stored: Stored) -> list[OutboundMessage]:
+        """What to publish: only what was stored for the first time, on the call's partition."""
+        write, partition_of = state.write, state.partitions
         decision_ids, sla_ids, dead_ids = stored.decision_ids, stored.sla_event_ids, stored.dead_letter_ids
         topic = self.settings.topic
         messages = [
-            OutboundMessage(topic(topics.TRIAGE), d.call_id.encode(), d.model_dump_json().encode())
+            OutboundMessage(topic(topics.TRIAGE), d.call_id.encode(), d.model_dump_json().encode(),
+                            partition_of.get(d.call_id))
             for d in write.decisions
             if d.event_id in decision_ids
         ]
         messages += [
-            OutboundMessage(topic(topics.SLA), e.call_id.encode(), e.model_dump_json().encode())
+            OutboundMessage(topic(topics.SLA), e.call_id.encode(), e.model_dump_json().encode(),
+                            partition_of.get(e.call_id))
             for e in write.sla_events
             if e.event_id in sla_ids
         ]
@@ -377,6 +385,7 @@ class CallPipeline:
                 topic(topics.DEADLETTER),
                 letter.source_key.encode() if letter.source_key is not None else None,
                 letter.model_dump_json().encode(),
+                letter.source_partition,
             )
             for letter, _ in write.dead_letters
             if letter.event_id in dead_ids

@@ -154,10 +154,10 @@ class Policy(BaseModel):
         """Whether ``route`` takes calls at the aware instant ``at`` (emergency always does)."""
         if route is Route.EMERGENCY:
             return True
-        return self.routes[route.value].opening_hours.is_open(at.astimezone(self.zone).time())
+        return self.routes[route].opening_hours.is_open(at.astimezone(self.zone).time())  # type: ignore[index]
 
     def fallback(self, route: Route) -> Route:
-        return self.routes[route.value].fallback
+        return self.routes[route].fallback  # type: ignore[index]
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -31,11 +32,14 @@ def deterministic_id(*parts: str) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+_NOT_DIGITS = re.compile(r"\D")
+
+
 def person_ref(caller_phone: str | None, key: bytes) -> str | None:
     """A pseudonymous, keyed reference to the caller: links a person's calls without their number."""
     if not caller_phone:
         return None
-    digits = "".join(ch for ch in caller_phone if ch.isdigit())
+    digits = _NOT_DIGITS.sub("", caller_phone)
     return hmac.new(key, digits.encode(), hashlib.sha256).hexdigest()[:20]
 
 

@@ -21,6 +21,10 @@ class OutboundMessage:
     topic: str
     key: bytes | None
     value: bytes
+    # The partition the call's input came from: outputs follow it (no hashing, and a call's
+    # events share a partition number across topics). None, or a partition the topic lacks:
+    # Kafka's default key hashing.
+    partition: int | None = None
 
 
 class Publisher(Protocol):
@@ -33,8 +37,7 @@ class KafkaPublisher:
     """Publishes a batch's messages as one record batch per topic partition.
 
     Sending record by record costs an await and a trip through the producer for each message;
-    a batch per partition costs one. Keys are partitioned exactly as Kafka's default partitioner
-    does (murmur2), so a call's events land on the same partition number in every topic.
+    a batch per partition costs one.
     """
 
     # Below the broker's default message.max.bytes (1 MiB): one record batch is one message there.
@@ -61,7 +64,10 @@ class KafkaPublisher:
             if message.topic not in partitions:
                 partitions[message.topic] = sorted(await self.producer.partitions_for(message.topic))
             all_partitions = partitions[message.topic]
-            groups[(message.topic, self.partitioner(message.key, all_partitions, all_partitions))].append(message)
+            partition = message.partition
+            if partition is None or partition >= len(all_partitions):
+                partition = self.partitioner(message.key, all_partitions, all_partitions)
+            groups[(message.topic, partition)].append(message)
         deliveries: list[Awaitable[object]] = []
         for (topic, partition), group in groups.items():
             batch = self.producer.create_batch()

@@ -69,6 +69,8 @@ async def test_thousand_calls_ten_malformed_replayed_and_restarted(pipeline_env,
     assert len({json.loads(r.value)["event_id"] for r in decisions}) == 1000
     assert all(b"caller_phone" not in r.value and b"5550100" not in r.value for r in decisions)
     assert all(r.key == json.loads(r.value)["call_id"].encode() for r in decisions)
+    inputs = {r.key: r.partition for r in await read_all(bootstrap, env.topic(topics.CALLS)) if r.key}
+    assert all(r.partition == inputs[r.key] for r in decisions), "a call's outputs share its input partition"
 
     # The same 1,000 again, then a sentinel: once the sentinel is stored, the replay was read too.
     sentinel = call_received_factory(event_id="sentinel-e", call_id="sentinel-c")

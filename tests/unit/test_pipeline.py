@@ -205,3 +205,12 @@ async def test_store_errors_are_retried_not_dropped(call_received_factory, monke
     assert len(h.publisher.on(topics.TRIAGE)) == 1
     assert len(h.store.decisions) == 1
     assert h.metric("crisis_batch_retries_total", stage="batch") == failures
+
+
+async def test_outputs_carry_the_partition_of_the_calls_input(call_received_factory):
+    h = Harness()
+    await h.send(call_received_factory(call_id="c1", person_in_crisis_is_caller=False), partition=3)
+    await h.send(b"{broken", partition=2)
+    await h.send(tick(30, call_id="other"), partition=3)
+    by_topic = {(m.topic, m.partition) for m in h.publisher.messages}
+    assert by_topic == {(topics.TRIAGE, 3), (topics.SLA, 3), (topics.DEADLETTER, 2)}
