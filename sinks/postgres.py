@@ -1,7 +1,7 @@
 """The Postgres store: one transaction per batch, one idempotent statement per table.
 
 Per batch the cost is a handful of round trips whatever the batch size: each table gets one
-``INSERT ... SELECT FROM jsonb_to_recordset($1) ON CONFLICT ...`` (a prepared statement, no
+``INSERT ... SELECT FROM json_to_recordset($1) ON CONFLICT ...`` (a prepared statement, no
 staging table), returning the ids stored for the first time.
 """
 
@@ -165,14 +165,14 @@ class PostgresTransaction:
 
 
 def _json_insert(table: str, columns: str, conflict: str, returning: str = "") -> str:
-    """``INSERT ... SELECT FROM jsonb_to_recordset($1)``: ``columns`` is "name type, ..." in table order."""
+    """``INSERT ... SELECT FROM json_to_recordset($1)``: ``columns`` is "name type, ..." in table order."""
     pairs = [column.strip().split(" ", 1) for column in columns.split(",")]
     names = [name for name, _ in pairs]
     # bytea arrives base64-encoded: JSON has no bytes.
     select = ", ".join(f"decode({name}, 'base64')" if kind == "bytea" else name for name, kind in pairs)
     record = ", ".join(f"{name} {'text' if kind == 'bytea' else kind}" for name, kind in pairs)
     return (f"INSERT INTO {table} ({', '.join(names)}) SELECT {select}"
-            f" FROM jsonb_to_recordset($1::jsonb) AS rows({record}) {conflict} {returning}").strip()
+            f" FROM json_to_recordset($1::json) AS rows({record}) {conflict} {returning}").strip()
 
 
 _INSERT_CALLS = _json_insert(
