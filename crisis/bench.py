@@ -73,7 +73,7 @@ from sinks.postgres import PostgresStore
 from streams import topics
 from streams.config import Settings
 from streams.metrics import PipelineMetrics
-from streams.publisher import OutboundMessage
+from streams.publisher import KafkaPublisher
 from streams.topics import ensure_topics
 
 REQUIRED_KEYS = (
@@ -96,6 +96,7 @@ class BenchOptions:
     timers: int = 100_000
     timer_seconds: float = 20.0
     seed: int = 11
+    replay_events: int = 0  # 0: skip the replay step
 
 
 def _say(message: str) -> None:
@@ -178,24 +179,6 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(5)
-
-
-class KafkaPublisher:
-    """The ``Publisher`` protocol on a plain AIOKafkaProducer: send a batch, await every delivery."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                         max_batch_size=256 * 1024)
-
-    async def start(self) -> None:
-        await self.producer.start()
-
-    async def stop(self) -> None:
-        await self.producer.stop()
-
-    async def publish(self, messages: Sequence[OutboundMessage]) -> None:
-        deliveries = [await self.producer.send(m.topic, m.value, key=m.key) for m in messages]
-        await asyncio.gather(*deliveries)
 
 
 # -- 1. raw aiokafka ----------------------------------------------------------------------------
@@ -533,6 +516,61 @@ def _step_sink(settings: Settings, policy: Policy, options: BenchOptions, run: s
 # -- the run ----------------------------------------------------------------------------------------
 
 
+# -- 7. replay of a recorded file (optional) ------------------------------------------------------
+
+
+async def _stored_events(database_url: str, call_prefix: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval(
+            "SELECT (SELECT count(*) FROM calls WHERE call_id LIKE $1)"
+            " + (SELECT count(*) FROM call_events WHERE call_id LIKE $1)", call_prefix + "%"))
+    finally:
+        await conn.close()
+
+
+def _step_replay(stack: contextlib.ExitStack, settings: Settings, policy: Policy, options: BenchOptions,
+                 run: str) -> dict[str, Any]:
+    """A recorded file of every event type, replayed with ``crisis replay``'s code into a fresh
+    worker; timed from the replay's start to the last event stored."""
+    from crisis.replay import replay_file
+
+    replay = dataclasses.replace(settings, topic_prefix=f"bench-{run}-replay.", app_id=f"crisis-bench-{run}-replay")
+    asyncio.run(ensure_topics(replay))
+    city = City(policy, seed=options.seed + 1, run_tag=f"{run}r")
+    events: list[SimulatedEvent] = []
+    calls = max(1, options.replay_events // 4)
+    while len(events) < options.replay_events:
+        events = city.events(calls)
+        calls = int(calls * options.replay_events / max(1, len(events))) + 1
+    events = events[: options.replay_events]
+    path = Path(tempfile.mkdtemp(prefix="crisis-bench-replay-")) / "recorded.jsonl"
+    stack.callback(shutil.rmtree, path.parent, True)
+    with path.open("wb") as handle:
+        for event in events:
+            handle.write(event.value + b"\n")
+    worker = WorkerProcess({
+        "KAFKA_BOOTSTRAP": replay.kafka_bootstrap, "DATABASE_URL": replay.database_url,
+        "CRISIS_TOPIC_PREFIX": replay.topic_prefix, "CRISIS_APP_ID": replay.app_id,
+        "CRISIS_PARTITIONS": str(PARTITIONS), "CRISIS_METRICS_PORT": str(free_port()),
+        "CRISIS_TIMER_CLOCK": "event", "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "10",
+    }, name="bench-replay-worker").start()
+    stack.callback(worker.stop)
+    time.sleep(8)  # the worker joins its group before the clock starts
+    started = time.monotonic()
+    published = asyncio.run(replay_file(path, replay.kafka_bootstrap, replay.topic(topics.CALLS)))
+    publish_seconds = time.monotonic() - started
+    deadline = started + 1800
+    while (stored := asyncio.run(_stored_events(replay.database_url, city.call_prefix))) < len(events):
+        if not worker.alive() or time.monotonic() > deadline:
+            raise ServiceError(f"replay stalled at {stored} of {len(events)} events\n{worker.log_tail()}")
+        time.sleep(0.5)
+    seconds = time.monotonic() - started
+    worker.stop()
+    return {"replay_events": published.events_published, "replay_publish_seconds": publish_seconds,
+            "replay_seconds": seconds, "replay_events_per_second": _rate(len(events), seconds)}
+
+
 def _round(summary: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in summary.items():
@@ -613,6 +651,9 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
 
         say(f"6/6 sink alone: calls and decisions in batches of {SINK_BATCH}")
         summary.update(_step_sink(settings, policy, options, run))
+        if options.replay_events:
+            say(f"7 replay: {options.replay_events:,} recorded events of every type through a fresh worker")
+            summary.update(_step_replay(stack, settings, policy, options, run))
         say("stopping services")
 
     noop, raw_rate, pipeline = (summary["faust_noop_events_per_second"], summary["raw_aiokafka_events_per_second"],
