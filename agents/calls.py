@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import ValidationError
 
 from domain.policy import Policy
-from domain.sla import SlaTimer, advance, record_arrival, record_close, timer_for
+from domain.sla import SlaTimer, advance, record_arrival, record_close, record_dispatch, timer_for
 from domain.triage import decide, deterministic_id, override
 from schemas.calls import (
     CallClosed,
@@ -84,6 +84,10 @@ class _BatchState:
     consumed: dict[str, int] = field(default_factory=dict)
     unmatched: dict[str, int] = field(default_factory=dict)
     partitions: dict[str, int] = field(default_factory=dict)  # call id -> inbound partition
+
+    def note(self, reason: str) -> None:
+        """Count a valid event that matched nothing to act on (``crisis_unmatched_events_total``)."""
+        self.unmatched[reason] = self.unmatched.get(reason, 0) + 1
 
 
 def _dead_letter_reason(exc: ValidationError) -> str:
@@ -165,7 +169,7 @@ class CallPipeline:
         watermarks = dict(self.watermarks)
 
         async with self.store.transaction() as tx:
-            lookups = [event.call_id for _, event in decoded if not isinstance(event, UnitDispatched)]
+            lookups = [event.call_id for _, event in decoded]
             state.timers = await tx.lock_timers(lookups)
             overridden = [event.call_id for _, event in decoded if isinstance(event, TriageOverridden)]
             state.latest = await tx.latest_decisions(overridden)
@@ -196,8 +200,16 @@ class CallPipeline:
                 self._on_override(state, record, event)
             case UnitDispatched():
                 state.write.lifecycle.append(event)
+                if event.unit_type is UnitType.CO_RESPONDER:
+                    self._update_timer(state, event.call_id, lambda t: (record_dispatch(t, event.occurred_at), []),
+                                       missing="dispatch_without_timer", unchanged=None)
             case UnitArrived():
                 state.write.lifecycle.append(event)
+                timer = state.timers.get(event.call_id)
+                if (event.unit_type is UnitType.CO_RESPONDER and timer is not None
+                        and timer.arrived_at is None and timer.dispatched_at is None):
+                    # Still an arrival (the team is there); the CAD sent its dispatch late or never.
+                    state.note("arrival_before_dispatch")
                 if event.unit_type is UnitType.CO_RESPONDER:
                     self._update_timer(state, event.call_id, lambda t: record_arrival(t, event.occurred_at),
                                        missing="arrival_without_timer", unchanged="duplicate_arrival")
@@ -252,12 +264,12 @@ class CallPipeline:
         if timer is None:
             if missing:
                 log.info("%s: call %s", missing, call_id)
-                state.unmatched[missing] = state.unmatched.get(missing, 0) + 1
+                state.note(missing)
             return
         new_timer, events = step(timer)
         if new_timer == timer:
             if unchanged:
-                state.unmatched[unchanged] = state.unmatched.get(unchanged, 0) + 1
+                state.note(unchanged)
             return
         state.timers[call_id] = new_timer
         state.changed_timers.add(call_id)

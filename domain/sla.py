@@ -33,6 +33,7 @@ class SlaTimer(NamedTuple):
     district: str | None = None
     warned: bool = False
     breached: bool = False
+    dispatched_at: datetime | None = None
     arrived_at: datetime | None = None
     closed_at: datetime | None = None
 
@@ -96,6 +97,13 @@ def advance(timer: SlaTimer, now: datetime) -> tuple[SlaTimer, list[SlaEvent]]:
         timer = timer._replace(breached=True)
         events.append(_event(timer, "sla.breached", timer.breach_at, timer.breach_at))
     return timer, events
+
+
+def record_dispatch(timer: SlaTimer, dispatched_at: datetime) -> SlaTimer:
+    """The first co-responder dispatch is kept (dispatch delay); deadlines still run from the request."""
+    if timer.dispatched_at is not None:
+        return timer
+    return timer._replace(dispatched_at=dispatched_at)
 
 
 def record_arrival(timer: SlaTimer, arrived_at: datetime) -> tuple[SlaTimer, list[SlaEvent]]:

@@ -23,7 +23,7 @@ from sinks.base import BatchWrite, Stored
 
 _TIMER_COLUMNS = (
     "call_id, response, requested_at, warning_at, breach_at, partition, district,"
-    " warned, breached, arrived_at, closed_at, next_deadline_at"
+    " warned, breached, dispatched_at, arrived_at, closed_at, next_deadline_at"
 )
 
 def _timer_from_row(row: asyncpg.Record) -> SlaTimer:
@@ -38,6 +38,7 @@ def _timer_from_row(row: asyncpg.Record) -> SlaTimer:
         warned=row["warned"],
         breached=row["breached"],
         arrived_at=row["arrived_at"],
+        dispatched_at=row["dispatched_at"],
         closed_at=row["closed_at"],
     )
 
@@ -198,10 +199,10 @@ _INSERT_CALL_EVENTS = _json_insert(
 _UPSERT_TIMERS = _json_insert(
     "sla_timers",
     "call_id text, response text, requested_at timestamptz, warning_at timestamptz, breach_at timestamptz,"
-    " partition integer, district text, warned boolean, breached boolean, arrived_at timestamptz,"
-    " closed_at timestamptz, next_deadline_at timestamptz",
+    " partition integer, district text, warned boolean, breached boolean, dispatched_at timestamptz,"
+    " arrived_at timestamptz, closed_at timestamptz, next_deadline_at timestamptz",
     "ON CONFLICT (call_id) DO UPDATE SET warned = EXCLUDED.warned, breached = EXCLUDED.breached,"
-    " arrived_at = EXCLUDED.arrived_at, closed_at = EXCLUDED.closed_at,"
+    " dispatched_at = EXCLUDED.dispatched_at, arrived_at = EXCLUDED.arrived_at, closed_at = EXCLUDED.closed_at,"
     " next_deadline_at = EXCLUDED.next_deadline_at, updated_at = now()",
 )
 _INSERT_SLA_EVENTS = _json_insert(

@@ -46,7 +46,7 @@ def postgres_admin_url() -> Iterator[str]:
     server.stop()
 
 
-def _with_database(admin_url: str, name: str) -> str:
+def with_database(admin_url: str, name: str) -> str:
     prefix, _, query = admin_url.partition("?")
     base = prefix.rsplit("/", 1)[0]
     return f"{base}/{name}" + (f"?{query}" if query else "")
@@ -57,7 +57,7 @@ async def database_url(postgres_admin_url: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
     name = f"crisis_test_{uuid.uuid4().hex[:10]}"
     await create_database(postgres_admin_url, name)
-    url = _with_database(postgres_admin_url, name)
+    url = with_database(postgres_admin_url, name)
     await migrate(url)
     yield url
     await drop_database(postgres_admin_url, name)
@@ -102,7 +102,7 @@ async def pipeline_env_factory(
         run = uuid.uuid4().hex[:8]
         name = f"crisis_test_{run}"
         await create_database(postgres_admin_url, name)
-        url = _with_database(postgres_admin_url, name)
+        url = with_database(postgres_admin_url, name)
         await migrate(url)
         settings = Settings(kafka_bootstrap=kafka.bootstrap, database_url=url,
                             topic_prefix=f"t{run}.", app_id=f"crisis-test-{run}", partitions=4)

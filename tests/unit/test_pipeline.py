@@ -214,3 +214,19 @@ async def test_outputs_carry_the_partition_of_the_calls_input(call_received_fact
     await h.send(tick(30, call_id="other"), partition=3)
     by_topic = {(m.topic, m.partition) for m in h.publisher.messages}
     assert by_topic == {(topics.TRIAGE, 3), (topics.SLA, 3), (topics.DEADLETTER, 2)}
+
+
+def dispatch(call_id: str, minutes: float, unit_type: str = "co_responder") -> dict[str, Any]:
+    return {"type": "unit.dispatched", "event_id": f"{call_id}-disp-{minutes}", "call_id": call_id,
+            "occurred_at": at(minutes), "unit_id": "CRU1", "unit_type": unit_type}
+
+
+async def test_dispatch_is_recorded_and_arrival_before_dispatch_is_explained(call_received_factory):
+    h = Harness()
+    await h.send(call_received_factory(call_id="c1", person_in_crisis_is_caller=False), dispatch("c1", 2))
+    assert h.store.timers["c1"].dispatched_at == T0 + timedelta(minutes=2)
+    await h.send(call_received_factory(call_id="c2", person_in_crisis_is_caller=False), arrival("c2", 5))
+    assert h.metric("crisis_unmatched_events_total", reason="arrival_before_dispatch") == 1
+    assert [e["type"] for e in h.published(topics.SLA)] == ["sla.met"]  # still met: the team is there
+    await h.send(dispatch("c3-diversion", 1))
+    assert h.metric("crisis_unmatched_events_total", reason="dispatch_without_timer") == 1
