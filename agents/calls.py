@@ -247,8 +247,10 @@ class CallPipeline:
     def _start_timer(self, state: _BatchState, decision: TriageDecision, partition: int) -> None:
         timer = timer_for(decision, self.policy, partition)
         existing = state.timers.get(decision.call_id)
-        if timer is None or (existing is not None and existing.closed_at is None):
-            return  # a replayed decision never restarts a timer
+        if timer is None:
+            return
+        if existing is not None and (existing.closed_at is None or existing.requested_at == timer.requested_at):
+            return  # one timer per request: a replayed decision never restarts it
         state.timers[decision.call_id] = timer
         state.changed_timers.add(decision.call_id)
 

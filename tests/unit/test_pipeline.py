@@ -230,3 +230,15 @@ async def test_dispatch_is_recorded_and_arrival_before_dispatch_is_explained(cal
     assert [e["type"] for e in h.published(topics.SLA)] == ["sla.met"]  # still met: the team is there
     await h.send(dispatch("c3-diversion", 1))
     assert h.metric("crisis_unmatched_events_total", reason="dispatch_without_timer") == 1
+
+
+async def test_replaying_a_closed_calls_stream_never_restarts_its_timer(call_received_factory):
+    h = Harness()
+    stream = [call_received_factory(call_id="c1", person_in_crisis_is_caller=False),
+              {"type": "call.closed", "event_id": "x1", "call_id": "c1", "occurred_at": at(5),
+               "disposition": "stabilized_on_scene"}]
+    await h.send(*stream)
+    await h.send(stream[0])  # the call.received again, e.g. a consumer group reset
+    await h.send(tick(60))
+    assert h.store.timers["c1"].closed_at == T0 + timedelta(minutes=5)
+    assert h.published(topics.SLA) == []
