@@ -347,17 +347,23 @@ async def _offer_at_rate(bootstrap: str, topic: str, events: list[SimulatedEvent
     return _rate(len(bodies) - 1, elapsed)
 
 
-async def _latency_quantiles(database_url: str, call_prefix: str) -> asyncpg.Record:
+async def _quantiles(database_url: str, seconds: str, table: str, where: str, call_prefix: str) -> asyncpg.Record:
+    """p50 and p99 (as ``q``), count and max of the ``seconds`` expression over matching rows."""
     conn = await asyncpg.connect(database_url)
     try:
-        # decided_at is the call's occurred_at; stored_at is Postgres now() in the batch's transaction.
         return await conn.fetchrow(
             "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY s) AS q, max(s) AS max"
-            " FROM (SELECT extract(epoch FROM stored_at - decided_at)::float8 AS s FROM triage_decisions"
-            "       WHERE call_id LIKE $1 AND type = 'triage.decided') AS latency",
+            f" FROM (SELECT extract(epoch FROM {seconds})::float8 AS s FROM {table}"
+            f"       WHERE call_id LIKE $1 AND {where}) AS measured",
             call_prefix + "%")
     finally:
         await conn.close()
+
+
+async def _latency_quantiles(database_url: str, call_prefix: str) -> asyncpg.Record:
+    # decided_at is the call's occurred_at; stored_at is Postgres now() in the batch's transaction.
+    return await _quantiles(database_url, "stored_at - decided_at", "triage_decisions",
+                            "type = 'triage.decided'", call_prefix)
 
 
 async def _idle_fetch_latency(bootstrap: str, topic: str, messages: int = 20) -> float:
@@ -463,15 +469,8 @@ async def _fire_timers(settings: Settings, policy: Policy, until_seconds: float)
 
 
 async def _timer_lag(database_url: str, prefix: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetchrow(
-            "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY s) AS q, max(s) AS max"
-            " FROM (SELECT extract(epoch FROM stored_at - deadline_at)::float8 AS s FROM sla_events"
-            "       WHERE call_id LIKE $1 AND type IN ('sla.warning', 'sla.breached')) AS lag",
-            prefix + "%")
-    finally:
-        await conn.close()
+    return await _quantiles(database_url, "stored_at - deadline_at", "sla_events",
+                            "type IN ('sla.warning', 'sla.breached')", prefix)
 
 
 def _step_timers(settings: Settings, policy: Policy, options: BenchOptions, run: str) -> dict[str, Any]:
