@@ -57,36 +57,10 @@ def inbound(event: EventT) -> InboundRecord:
 
 @app.agent(calls_topic)
 async def process_calls(stream: StreamT) -> None:
-    """Read call events; store and publish them in batches; acknowledge each only once it is stored.
-
-    Natural batching: a batch is whatever arrived while the previous one was being stored (up to
-    ``CRISIS_BATCH_MAX_EVENTS``). A quiet line costs one call's latency, a busy one gets big,
-    cheap batches. Faust's ``take`` stops reading while a batch is processed and then waits a
-    fixed time to refill, which forces a choice between latency and throughput.
-    """
+    """Read call events in batches; a batch is acknowledged only after it is stored and published."""
     handler = await pipeline()
-    manual = stream.noack()
-    # Bounded: when Postgres or Kafka slows the batches down, reading slows down with them.
-    queue: asyncio.Queue[EventT] = asyncio.Queue(maxsize=2 * settings.batch_max_events)
-
-    async def store_batches() -> None:
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < settings.batch_max_events and not queue.empty():
-                batch.append(queue.get_nowait())
-            await handler.handle([inbound(event) for event in batch])  # retries until stored
-            for event in batch:
-                await manual.ack(event)
-
-    storing = asyncio.create_task(store_batches(), name="store-call-batches")
-    try:
-        async for event in manual.events():
-            if storing.done():  # never expected: handle() retries; fail loudly rather than stall
-                storing.result()
-                raise RuntimeError("the batch task stopped")
-            await queue.put(event)
-    finally:
-        storing.cancel()
+    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
+        await handler.handle([inbound(event) for event in events])
 
 
 @app.timer(settings.timer_tick_seconds)

@@ -30,6 +30,7 @@ class Settings:
     timer_tick_seconds: float = 1.0
     timer_lateness_seconds: float = 5.0
     batch_max_events: int = 1000
+    batch_within_seconds: float = 0.01
     broker_session_timeout_seconds: float = 30.0
     log_level: str = "info"
 
@@ -51,6 +52,7 @@ class Settings:
             timer_tick_seconds=float(_env("CRISIS_TIMER_TICK_SECONDS", str(cls.timer_tick_seconds))),
             timer_lateness_seconds=float(_env("CRISIS_TIMER_LATENESS_SECONDS", str(cls.timer_lateness_seconds))),
             batch_max_events=int(_env("CRISIS_BATCH_MAX_EVENTS", str(cls.batch_max_events))),
+            batch_within_seconds=float(_env("CRISIS_BATCH_WITHIN_SECONDS", str(cls.batch_within_seconds))),
             broker_session_timeout_seconds=float(
                 _env("CRISIS_BROKER_SESSION_TIMEOUT_SECONDS", str(cls.broker_session_timeout_seconds))
             ),
