@@ -30,7 +30,7 @@ class Settings:
     timer_tick_seconds: float = 1.0
     timer_lateness_seconds: float = 5.0
     batch_max_events: int = 1000
-    batch_within_seconds: float = 0.01
+    batch_within_seconds: float = 0.02
     broker_session_timeout_seconds: float = 30.0
     log_level: str = "info"
 
