@@ -10,7 +10,7 @@ import prometheus_client
 from faust.types import EventT, StreamT
 
 from agents.calls import CallPipeline, InboundRecord
-from domain.policy import load_policy
+from domain.policy import Policy, load_policy
 from sinks.postgres import PostgresStore
 from streams.app import app, calls_topic, settings
 from streams.config import DEV_PSEUDONYM_KEY
@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 metrics = PipelineMetrics(prometheus_client.REGISTRY)
 _pipeline: CallPipeline | None = None
+_policy: Policy | None = None
 _pipeline_lock = asyncio.Lock()
 
 
@@ -35,7 +36,7 @@ async def pipeline() -> CallPipeline:
             store = await _connect_with_retry()
             publisher = KafkaPublisher(settings.kafka_bootstrap)
             await publisher.start()
-            _pipeline = CallPipeline(settings, load_policy(settings.policy_path), store, publisher, metrics)
+            _pipeline = CallPipeline(settings, _policy or load_policy(settings.policy_path), store, publisher, metrics)
         return _pipeline
 
 
@@ -81,8 +82,15 @@ async def start_metrics_server() -> None:
 
 
 def run_worker() -> None:
-    """Create the topics if needed, then run the Faust worker until SIGTERM or SIGINT."""
+    """Check the policy, create the topics if needed, then run the Faust worker until SIGTERM or SIGINT.
+
+    A bad policy file stops the worker here (``PolicyError`` names the file and the problem),
+    rather than inside the running agent where it would only be logged.
+    """
     import faust
 
+    global _policy
+    _policy = load_policy(settings.policy_path)
+    log.info("triage policy %s %s", _policy.name, _policy.version)
     asyncio.run(ensure_topics(settings))
     faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

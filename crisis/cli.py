@@ -54,11 +54,21 @@ def migrate() -> None:
 @app.command()
 def worker() -> None:
     """Run a pipeline worker on $KAFKA_BOOTSTRAP and $DATABASE_URL until SIGTERM."""
+    import asyncpg
+
     from agents.worker import run_worker
+    from domain.policy import PolicyError, load_policy
     from sinks.migrate import migrate as run_migrations
     from streams.config import Settings
 
-    asyncio.run(run_migrations(Settings.from_env().database_url))
+    settings = Settings.from_env()
+    try:
+        load_policy(settings.policy_path)
+        asyncio.run(run_migrations(settings.database_url))
+    except PolicyError as exc:
+        _fail(str(exc))
+    except (OSError, asyncpg.PostgresError) as exc:
+        _fail(f"cannot migrate the database at $DATABASE_URL: {exc}")
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv itself
     run_worker()
 
