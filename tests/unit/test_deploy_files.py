@@ -101,10 +101,15 @@ def test_dockerfile_installs_every_package_and_runs_unprivileged() -> None:
     assert 'CMD ["crisis", "worker"]' in text
 
 
-def test_alert_rules_use_only_metrics_the_worker_exposes() -> None:
+def exposed_metric_names() -> set[str]:
+    """Every name under which the worker's metrics can be queried: family names, with their type's suffixes."""
     families = PipelineMetrics(CollectorRegistry()).registry.collect()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    exposed = {family.name + suffix for family in families for suffix in (*suffixes[family.type], "")}
+    return {family.name + suffix for family in families for suffix in (*suffixes[family.type], "")}
+
+
+def test_alert_rules_use_only_metrics_the_worker_exposes() -> None:
+    exposed = exposed_metric_names()
     used = set(re.findall(r"\bcrisis_[a-z_]+", (PROMETHEUS / "alerts.yml").read_text()))
     assert used, "no crisis_* metric in alerts.yml"
     assert used <= exposed, f"alerts.yml uses metrics the worker does not expose: {sorted(used - exposed)}"
