@@ -329,6 +329,24 @@ def bench(
     Console().print(table)
 
 
+@app.command()
+def asyncapi(
+    out: Annotated[Path | None, typer.Option(help="Write the document to this file instead of stdout.")] = None,
+) -> None:
+    """Print the AsyncAPI 3.0.0 document of our Kafka topics (built from the pydantic models).
+
+    docs/asyncapi.json is its committed output: regenerate it with `crisis asyncapi --out docs/asyncapi.json`.
+    """
+    from schemas.asyncapi import asyncapi_json
+
+    text = asyncapi_json()
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    out.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {out}", err=True)
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

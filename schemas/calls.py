@@ -79,7 +79,11 @@ class CallReceived(_Event):
     juvenile: bool = False
     district: Annotated[str, Field(min_length=1, max_length=64)]
     # Personal data: stored internally, never published to partner topics or reports.
-    caller_phone: Annotated[str, Field(max_length=32)] | None = None
+    caller_phone: Annotated[str, Field(max_length=32)] | None = Field(
+        default=None,
+        description="The caller's phone number. Personal data: stored internally only, "
+        "never published to partner topics or reports.",
+    )
 
 
 class TriageOverridden(_Event):

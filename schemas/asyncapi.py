@@ -1,0 +1,212 @@
+"""The AsyncAPI 3.0.0 description of our four Kafka topics, built from the pydantic models.
+
+``asyncapi_document()`` is pure: same models, same document. ``docs/asyncapi.json`` is its
+committed output (``crisis asyncapi --out docs/asyncapi.json``); a unit test fails when the two
+differ and validates the document against the official AsyncAPI 3.0.0 JSON Schema.
+
+Payload schemas: inbound events in pydantic's validation mode (what we accept), outbound events
+in serialization mode (what ``model_dump_json`` writes, so excluded fields such as a dispatcher's
+free-text override reason never appear).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from schemas.calls import CallClosed, CallReceived, TriageOverridden, UnitArrived, UnitDispatched
+from schemas.deadletter import DeadLetter
+from schemas.sla import SlaEvent
+from schemas.triage import TriageDecision
+from streams import topics
+
+ASYNCAPI_VERSION = "3.0.0"
+REF_TEMPLATE = "#/components/schemas/{model}"
+KAFKA_BINDING_VERSION = "0.5.0"
+
+# Inbound lifecycle events, one message each, in the order of ``schemas.calls.CALL_EVENT_TYPES``.
+CALL_EVENT_MODELS: tuple[type[BaseModel], ...] = (
+    CallReceived, TriageOverridden, UnitDispatched, UnitArrived, CallClosed,
+)
+OUTBOUND_MODELS: tuple[type[BaseModel], ...] = (TriageDecision, SlaEvent, DeadLetter)
+
+_CALL_ID_KEY = {"type": "string", "description": "The call's call_id: a call's events stay in order on one partition."}
+
+
+def _project_version() -> str:
+    try:
+        return version("crisis-pipeline")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "0.1.0"
+
+
+def _component_schemas() -> dict[str, Any]:
+    """Every model's JSON Schema and the enums they share, flat under ``components/schemas``."""
+    inputs: list[tuple[type[BaseModel], JsonSchemaMode]] = [(m, "validation") for m in CALL_EVENT_MODELS]
+    inputs += [(m, "serialization") for m in OUTBOUND_MODELS]
+    refs, top = models_json_schema(inputs, ref_template=REF_TEMPLATE)
+    schemas: dict[str, Any] = dict(top.get("$defs", {}))
+    # Each model must sit under its own name: message payloads refer to it by that name.
+    for (model, _mode), ref in refs.items():
+        name = ref["$ref"].removeprefix("#/components/schemas/")
+        if name != model.__name__:
+            raise RuntimeError(f"{model.__name__} got the JSON Schema name {name}: rename one of the models")
+    return schemas
+
+
+def _message(model: type[BaseModel], name: str, summary: str, key: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "title": model.__name__,
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
+        "bindings": {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}},
+    }
+
+
+def _event_type(model: type[BaseModel]) -> str:
+    return model.model_fields["type"].default
+
+
+def _channel_refs(channel: str, message_ids: list[str]) -> list[dict[str, str]]:
+    return [{"$ref": f"#/channels/{channel}/messages/{message_id}"} for message_id in message_ids]
+
+
+def asyncapi_document() -> dict[str, Any]:
+    """The AsyncAPI 3.0.0 document of crisis-pipeline's topics, from the application's point of view."""
+    messages: dict[str, Any] = {}
+    call_message_ids: list[str] = []
+    for model in CALL_EVENT_MODELS:
+        event_type = _event_type(model)
+        summary = (model.__doc__ or f"A {event_type} lifecycle event.").strip().splitlines()[0]
+        messages[model.__name__] = _message(model, event_type, summary, _CALL_ID_KEY)
+        call_message_ids.append(model.__name__)
+    messages["TriageDecision"] = _message(
+        TriageDecision, "triage.decision",
+        "A triage decision (triage.decided) or a dispatcher's override (triage.overridden).", _CALL_ID_KEY)
+    messages["SlaEvent"] = _message(
+        SlaEvent, "sla.event",
+        "A step of a co-responder arrival timer: sla.warning, sla.breached, sla.met or sla.late_arrival.",
+        _CALL_ID_KEY)
+    messages["DeadLetter"] = _message(
+        DeadLetter, "deadletter",
+        "An inbound record we could not accept, with the reason and the original bytes.",
+        {"type": ["string", "null"],
+         "description": "The rejected record's own key (normally its call_id); null when it had none."})
+
+    channels: dict[str, Any] = {
+        "calls": {
+            "address": topics.CALLS,
+            "title": "Call lifecycle events (inbound)",
+            "description": (
+                "Every lifecycle event of a 911 call, JSON with a `type` discriminator, keyed by `call_id`. "
+                "Written by the city's CAD integrations; read by the crisis-pipeline workers only. "
+                "Internal: `call.received` may carry `caller_phone` (personal data), which is stored in "
+                "the internal `calls` table and never forwarded to partner topics. Unknown fields and "
+                "times without an offset are rejected (dead-lettered)."
+            ),
+            "messages": {message_id: {"$ref": f"#/components/messages/{message_id}"}
+                         for message_id in call_message_ids},
+        },
+        "triage": {
+            "address": topics.TRIAGE,
+            "title": "Triage decisions (partner topic)",
+            "description": (
+                "Triage decisions and dispatcher overrides, keyed by `call_id`. Written by the crisis-pipeline "
+                "workers; read by partners (crisis line, co-responder teams, reporting). Partner topic: no "
+                "personal data. Callers appear only as `person_ref`, a keyed HMAC of the phone number; "
+                "a dispatcher's free-text override reason is never published. Consumers deduplicate by "
+                "`event_id`."
+            ),
+            "messages": {"TriageDecision": {"$ref": "#/components/messages/TriageDecision"}},
+        },
+        "sla": {
+            "address": topics.SLA,
+            "title": "Co-responder arrival SLA events (partner topic)",
+            "description": (
+                "Co-responder arrival warnings, breaches and arrivals, keyed by `call_id`. Written by the "
+                "crisis-pipeline workers; read by partners (co-responder supervisors, reporting). Partner "
+                "topic: no personal data (district only, never addresses, names or numbers). Consumers "
+                "deduplicate by `event_id`."
+            ),
+            "messages": {"SlaEvent": {"$ref": "#/components/messages/SlaEvent"}},
+        },
+        "deadletter": {
+            "address": topics.DEADLETTER,
+            "title": "Dead letters (internal)",
+            "description": (
+                "Every inbound record the pipeline rejected, with the reason, a readable error and the source "
+                "topic, partition, offset and key. Written by the crisis-pipeline workers; read by the "
+                "operators of the pipeline only. Internal, not a partner topic: `original_value_base64` is the "
+                "record exactly as read and may contain personal data."
+            ),
+            "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+        },
+    }
+
+    operations: dict[str, Any] = {
+        "receiveCallEvents": {
+            "action": "receive",
+            "channel": {"$ref": "#/channels/calls"},
+            "summary": "Triage each call, run its arrival SLA timer and store its lifecycle.",
+            "messages": _channel_refs("calls", call_message_ids),
+        },
+        "sendTriageDecisions": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/triage"},
+            "summary": "Publish each decision and override once it is stored.",
+            "messages": _channel_refs("triage", ["TriageDecision"]),
+        },
+        "sendSlaEvents": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/sla"},
+            "summary": "Publish each SLA timer step once it is stored.",
+            "messages": _channel_refs("sla", ["SlaEvent"]),
+        },
+        "sendDeadLetters": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/deadletter"},
+            "summary": "Publish each rejected inbound record with its reason.",
+            "messages": _channel_refs("deadletter", ["DeadLetter"]),
+        },
+    }
+
+    return {
+        "asyncapi": ASYNCAPI_VERSION,
+        "info": {
+            "title": "crisis-pipeline",
+            "version": _project_version(),
+            "description": (
+                "Event-driven pipeline for 911 behavioral-health crisis calls. A city's CAD integrations send "
+                "call lifecycle events; the pipeline triages each call (diversion line, co-responder team or "
+                "emergency), runs co-responder arrival SLA timers and publishes decisions and SLA events on "
+                "partner topics without personal data. Every topic is keyed by `call_id`. Delivery is "
+                "at-least-once: every event carries a deterministic `event_id` to deduplicate by. "
+                "Topic names may carry a deployment prefix (`CRISIS_TOPIC_PREFIX`)."
+            ),
+        },
+        "servers": {
+            "kafka": {
+                "host": "localhost:9092",
+                "protocol": "kafka",
+                "description": (
+                    "Example only: the local development broker (`crisis broker`). Deployments set the "
+                    "brokers with `KAFKA_BOOTSTRAP`."
+                ),
+            },
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": _component_schemas(), "messages": messages},
+    }
+
+
+def asyncapi_json() -> str:
+    """The document as committed in ``docs/asyncapi.json``: indented, keys in build order, final newline."""
+    return json.dumps(asyncapi_document(), indent=2, ensure_ascii=False) + "\n"
