@@ -56,6 +56,7 @@ Clock = Callable[[], datetime]
 DUE_TIMERS_PER_QUERY = 5000
 DUE_TIMERS_PER_BATCH = 100_000
 RETRY_DELAYS_SECONDS = (0.2, 0.5, 1, 2, 5, 10)
+MAX_DEAD_LETTER_BASE64 = 512 * 1024
 
 
 def wall_clock() -> datetime:
@@ -205,18 +206,27 @@ class CallPipeline:
                                        missing="dispatch_without_timer", unchanged=None)
             case UnitArrived():
                 state.write.lifecycle.append(event)
-                timer = state.timers.get(event.call_id)
-                if (event.unit_type is UnitType.CO_RESPONDER and timer is not None
-                        and timer.arrived_at is None and timer.dispatched_at is None):
-                    # Still an arrival (the team is there); the CAD sent its dispatch late or never.
-                    state.note("arrival_before_dispatch")
                 if event.unit_type is UnitType.CO_RESPONDER:
-                    self._update_timer(state, event.call_id, lambda t: record_arrival(t, event.occurred_at),
-                                       missing="arrival_without_timer", unchanged="duplicate_arrival")
+                    self._on_team_arrival(state, event)
             case CallClosed():
                 state.write.lifecycle.append(event)
                 self._update_timer(state, event.call_id, lambda t: record_close(t, event.occurred_at),
                                    missing=None, unchanged=None)
+
+    def _on_team_arrival(self, state: _BatchState, event: UnitArrived) -> None:
+        timer = state.timers.get(event.call_id)
+        if timer is None:
+            log.info("arrival_without_timer: call %s", event.call_id)
+            state.note("arrival_without_timer")
+        elif timer.arrived_at is not None:
+            state.note("duplicate_arrival")
+        elif timer.closed_at is not None:
+            state.note("arrival_after_close")
+        else:
+            if timer.dispatched_at is None:
+                state.note("arrival_before_dispatch")  # still met or late: the team is there
+            self._update_timer(state, event.call_id, lambda t: record_arrival(t, event.occurred_at),
+                               missing=None, unchanged=None)
 
     def _on_call_received(self, state: _BatchState, record: InboundRecord, call: CallReceived) -> None:
         decision = decide(call, self.policy, self.pseudonym_key)
@@ -278,15 +288,23 @@ class CallPipeline:
         state.write.sla_events.extend(events)
 
     def _dead_letter(self, state: _BatchState, record: InboundRecord, reason: str, error: str) -> None:
+        """Keep a rejected record: the full bytes in Postgres, a copy on the dead-letter topic."""
+        key = record.key.decode("utf-8", "replace").replace("\x00", "\ufffd") if record.key is not None else None
+        original = base64.b64encode(record.value).decode()
+        if len(original) > MAX_DEAD_LETTER_BASE64:
+            # The broker refuses messages over 1 MiB: a record that can never be published would
+            # block its partition. The table keeps every byte.
+            error += f" (original of {len(record.value)} bytes kept in the dead_letters table only)"
+            original = ""
         letter = DeadLetter(
             event_id=deterministic_id("deadletter", record.topic, str(record.partition), str(record.offset)),
             source_topic=record.topic,
             source_partition=record.partition,
             source_offset=record.offset,
-            source_key=record.key.decode("utf-8", "replace") if record.key is not None else None,
+            source_key=key,
             reason=reason,
-            error=error,
-            original_value_base64=base64.b64encode(record.value).decode(),
+            error=error.replace("\x00", "\ufffd"),
+            original_value_base64=original,
             dead_lettered_at=self.clock(),
         )
         state.write.dead_letters.append((letter, record.value))

@@ -12,7 +12,7 @@ deadline meets it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 from domain.policy import Policy
@@ -76,7 +76,8 @@ def _event(timer: SlaTimer, kind: SlaEventType, deadline: datetime, occurred_at:
     return SlaEvent(
         type=kind,
         # One warning, one breach and one arrival per timer: the id names the timer and the step.
-        event_id=deterministic_id(kind, timer.call_id, timer.response, timer.requested_at.isoformat()),
+        # UTC: the same instant read back from Postgres must give the same id.
+        event_id=deterministic_id(kind, timer.call_id, timer.response, timer.requested_at.astimezone(UTC).isoformat()),
         call_id=timer.call_id,
         response=timer.response,
         requested_at=timer.requested_at,
@@ -117,8 +118,11 @@ def record_arrival(timer: SlaTimer, arrived_at: datetime) -> tuple[SlaTimer, lis
 
 
 def record_close(timer: SlaTimer, closed_at: datetime) -> tuple[SlaTimer, list[SlaEvent]]:
-    """A closed call cancels its timer, after firing what was already due before the close."""
-    if timer.arrived_at is not None or timer.closed_at is not None:
+    """A closed call cancels its timer, after firing what was already due before the close.
+
+    A close older than the request belongs to an earlier request (a replayed event): ignored.
+    """
+    if timer.arrived_at is not None or timer.closed_at is not None or closed_at < timer.requested_at:
         return timer, []
     timer, events = advance(timer, closed_at)
     return timer._replace(closed_at=closed_at), events

@@ -7,10 +7,11 @@ Field names are a contract with the CAD integrations: rename nothing without a n
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from schemas.triage import Route
 
@@ -52,12 +53,17 @@ class Disposition(StrEnum):
     CANCELLED = "cancelled"
 
 
+def _to_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
     call_id: Annotated[str, Field(min_length=1, max_length=128)]
-    occurred_at: AwareDatetime
+    # Any offset is accepted; everything downstream works in UTC.
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class CallReceived(_Event):
@@ -128,5 +134,13 @@ call_event_adapter: TypeAdapter[CallEvent] = TypeAdapter(CallEvent)
 
 
 def decode_call_event(raw: bytes | str) -> CallEvent:
-    """Parse and validate one JSON event; raises ``pydantic.ValidationError`` on any problem."""
+    """Parse and validate one JSON event; raises ``pydantic.ValidationError`` on any problem.
+
+    A NUL character (JSON ``\\u0000``) is refused here: PostgreSQL text cannot store it, and a
+    record the database always refuses would block its partition instead of being dead-lettered.
+    """
+    if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
+        raise ValidationError.from_exception_data(
+            "CallEvent", [{"type": "value_error", "loc": ("(event)",), "input": "\\u0000",
+                           "ctx": {"error": ValueError("NUL characters (\\u0000) are not allowed")}}])
     return call_event_adapter.validate_json(raw)

@@ -7,6 +7,7 @@ staging table), returning the ids stored for the first time.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -159,8 +160,9 @@ class PostgresTransaction:
             dead_ids = await self._insert(_INSERT_DEAD_LETTERS, [
                 {"event_id": d.event_id, "source_topic": d.source_topic, "source_partition": d.source_partition,
                  "source_offset": d.source_offset, "source_key": d.source_key, "reason": d.reason,
-                 "error": d.error, "original_value": d.original_value_base64, "dead_lettered_at": d.dead_lettered_at}
-                for d, _ in batch.dead_letters
+                 "error": d.error, "original_value": base64.b64encode(original).decode(),
+                 "dead_lettered_at": d.dead_lettered_at}
+                for d, original in batch.dead_letters
             ], returning=True)
         return Stored(frozenset(decision_ids), frozenset(sla_ids), frozenset(dead_ids))
 
@@ -201,7 +203,11 @@ _UPSERT_TIMERS = _json_insert(
     "call_id text, response text, requested_at timestamptz, warning_at timestamptz, breach_at timestamptz,"
     " partition integer, district text, warned boolean, breached boolean, dispatched_at timestamptz,"
     " arrived_at timestamptz, closed_at timestamptz, next_deadline_at timestamptz",
-    "ON CONFLICT (call_id) DO UPDATE SET warned = EXCLUDED.warned, breached = EXCLUDED.breached,"
+    # The batch holds the row locked and its state is complete: a restarted timer (a new request
+    # after an override) replaces every field, not only the flags.
+    "ON CONFLICT (call_id) DO UPDATE SET response = EXCLUDED.response, requested_at = EXCLUDED.requested_at,"
+    " warning_at = EXCLUDED.warning_at, breach_at = EXCLUDED.breach_at, partition = EXCLUDED.partition,"
+    " district = EXCLUDED.district, warned = EXCLUDED.warned, breached = EXCLUDED.breached,"
     " dispatched_at = EXCLUDED.dispatched_at, arrived_at = EXCLUDED.arrived_at, closed_at = EXCLUDED.closed_at,"
     " next_deadline_at = EXCLUDED.next_deadline_at, updated_at = now()",
 )

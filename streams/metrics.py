@@ -17,7 +17,10 @@ DEAD_LETTER_REASONS = (
 )
 SLA_EVENT_TYPES = ("sla.warning", "sla.breached", "sla.met", "sla.late_arrival")
 RETRY_STAGES = ("batch", "wall_clock_timers")
-UNMATCHED_REASONS = ("arrival_without_timer", "duplicate_arrival", "dispatch_without_timer", "arrival_before_dispatch")
+UNMATCHED_REASONS = (
+    "arrival_without_timer", "duplicate_arrival", "arrival_after_close", "dispatch_without_timer",
+    "arrival_before_dispatch",
+)
 
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 ARRIVAL_BUCKETS_SECONDS = (60, 120, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
@@ -100,5 +103,10 @@ class PipelineMetrics:
         for kind in SLA_EVENT_TYPES:
             for response in Response:
                 self.sla_events.labels(kind, response.value)
+        for response in Response:
+            self.sla_arrival.labels(response.value)
+        for before in Route:
+            for after in Route:
+                self.overrides.labels(before.value, after.value)
         for reason in UNMATCHED_REASONS:
             self.unmatched_events.labels(reason)

@@ -242,3 +242,56 @@ async def test_replaying_a_closed_calls_stream_never_restarts_its_timer(call_rec
     await h.send(tick(60))
     assert h.store.timers["c1"].closed_at == T0 + timedelta(minutes=5)
     assert h.published(topics.SLA) == []
+
+
+def override_to(call_id: str, route: str, minutes: float, n: int) -> dict[str, Any]:
+    return {"type": "triage.overridden", "event_id": f"{call_id}-ov{n}", "call_id": call_id,
+            "occurred_at": at(minutes), "route": route, "overridden_by": "d1", "reason": "r"}
+
+
+async def test_replayed_overrides_do_not_cancel_the_timer_of_a_later_request(call_received_factory):
+    h = Harness()
+    received = call_received_factory(call_id="c1", person_in_crisis_is_caller=False)
+    first, second = override_to("c1", "emergency", 1, 1), override_to("c1", "co_responder", 2, 2)
+    await h.send(received, first, second)
+    assert h.store.timers["c1"].requested_at == T0 + timedelta(minutes=2) and h.store.timers["c1"].running
+    await h.send(first, second)  # replayed after a crash: the old close predates the new request
+    assert h.store.timers["c1"].running
+    await h.send(tick(2 + 16))
+    assert [e["type"] for e in h.published(topics.SLA)] == ["sla.warning"]
+
+
+async def test_times_with_any_offset_give_the_same_ids_as_utc(call_received_factory):
+    chicago = call_received_factory(call_id="c1", person_in_crisis_is_caller=False,
+                                    occurred_at="2026-11-02T09:00:00-06:00")
+    utc = dict(chicago, occurred_at="2026-11-02T15:00:00+00:00")
+    ids = []
+    for event in (chicago, utc):
+        h = Harness()
+        await h.send(event)
+        await h.send(tick(30))
+        ids.append([e["event_id"] for e in h.published(topics.SLA)])
+    assert ids[0] == ids[1] and len(ids[0]) == 2
+
+
+async def test_nul_characters_and_huge_records_are_dead_lettered_not_retried(call_received_factory):
+    h = Harness()
+    event = call_received_factory(call_id="c1", district="d\u0000")
+    huge = b"x" * 700_000
+    await h.send(json.dumps(event).encode(), huge)
+    letters = h.published(topics.DEADLETTER)
+    assert [letter["reason"] for letter in letters] == ["invalid_field", "invalid_json"]
+    assert "NUL" in letters[0]["error"]
+    assert letters[1]["original_value_base64"] == "" and "700000 bytes" in letters[1]["error"]
+    assert h.metric("crisis_batch_retries_total", stage="batch") == 0
+
+
+async def test_arrival_after_close_is_explained_as_such(call_received_factory):
+    h = Harness()
+    await h.send(call_received_factory(call_id="c1", person_in_crisis_is_caller=False),
+                 {"type": "call.closed", "event_id": "x1", "call_id": "c1", "occurred_at": at(5),
+                  "disposition": "cancelled"},
+                 arrival("c1", 6))
+    assert h.metric("crisis_unmatched_events_total", reason="arrival_after_close") == 1
+    assert h.metric("crisis_unmatched_events_total", reason="arrival_before_dispatch") == 0
+    assert h.metric("crisis_unmatched_events_total", reason="duplicate_arrival") == 0
