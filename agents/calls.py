@@ -425,7 +425,8 @@ class CallPipeline:
         return messages
 
     def _record_metrics(self, state: _BatchState, stored: Stored) -> None:
-        """Count what this batch stored for the first time (a replayed batch counts nothing twice)."""
+        """Decisions, overrides, SLA events and dead letters count once (rows stored for the first time);
+        events consumed and unmatched count every read, replays included."""
         m = self.metrics
         for event_type, count in state.consumed.items():
             m.events_consumed.labels(event_type).inc(count)

@@ -13,7 +13,6 @@ from agents.calls import CallPipeline, InboundRecord
 from domain.policy import Policy, load_policy
 from sinks.postgres import PostgresStore
 from streams.app import app, calls_topic, settings
-from streams.config import DEV_PSEUDONYM_KEY
 from streams.metrics import PipelineMetrics
 from streams.publisher import KafkaPublisher
 from streams.topics import ensure_topics
@@ -31,8 +30,6 @@ async def pipeline() -> CallPipeline:
     global _pipeline
     async with _pipeline_lock:
         if _pipeline is None:
-            if settings.pseudonym_key == DEV_PSEUDONYM_KEY:
-                log.warning("CRISIS_PSEUDONYM_KEY is not set: person references use the development key")
             store = await _connect_with_retry()
             publisher = KafkaPublisher(settings.kafka_bootstrap)
             await publisher.start()
@@ -58,10 +55,17 @@ def inbound(event: EventT) -> InboundRecord:
 
 @app.agent(calls_topic)
 async def process_calls(stream: StreamT) -> None:
-    """Read call events in batches; a batch is acknowledged only after it is stored and published."""
+    """Read call events in batches; acknowledge a batch only after it is stored and published.
+
+    ``noack_take`` with explicit acks rather than ``take_events``: the latter acknowledges its
+    batch in a ``finally``, so a worker stopped in the middle of a batch (say while Postgres is
+    down and the batch is being retried) would commit offsets of events never stored.
+    """
     handler = await pipeline()
-    async for events in stream.take_events(settings.batch_max_events, within=settings.batch_within_seconds):
+    async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_seconds):
         await handler.handle([inbound(event) for event in events])
+        for event in events:
+            await stream.ack(event)
 
 
 @app.timer(settings.timer_tick_seconds)

@@ -31,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -548,12 +549,8 @@ def _step_replay(stack: contextlib.ExitStack, settings: Settings, policy: Policy
     with path.open("wb") as handle:
         for event in events:
             handle.write(event.value + b"\n")
-    worker = WorkerProcess({
-        "KAFKA_BOOTSTRAP": replay.kafka_bootstrap, "DATABASE_URL": replay.database_url,
-        "CRISIS_TOPIC_PREFIX": replay.topic_prefix, "CRISIS_APP_ID": replay.app_id,
-        "CRISIS_PARTITIONS": str(PARTITIONS), "CRISIS_METRICS_PORT": str(free_port()),
-        "CRISIS_TIMER_CLOCK": "event", "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "10",
-    }, name="bench-replay-worker").start()
+    worker = WorkerProcess({**replay.as_env(), "CRISIS_METRICS_PORT": str(free_port())},
+                           name="bench-replay-worker").start()
     stack.callback(worker.stop)
     time.sleep(8)  # the worker joins its group before the clock starts
     started = time.monotonic()
@@ -608,8 +605,13 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
         bootstrap, summary["broker"] = _start_broker(stack, options.kafka)
         database_url, summary["database"] = _start_database(stack, run)
         asyncio.run(migrate(database_url))
-        settings = Settings(kafka_bootstrap=bootstrap, database_url=database_url, topic_prefix=f"bench-{run}.",
-                            app_id=f"crisis-bench-{run}", partitions=PARTITIONS)
+        # Worker tuning from the environment (CRISIS_BATCH_* ...) applies, so settings can be compared.
+        settings = dataclasses.replace(
+            Settings.from_env(), kafka_bootstrap=bootstrap, database_url=database_url,
+            topic_prefix=f"bench-{run}.", app_id=f"crisis-bench-{run}", partitions=PARTITIONS,
+            timer_clock="event", broker_session_timeout_seconds=10.0,
+            pseudonym_key=os.environ.get("CRISIS_PSEUDONYM_KEY") or secrets.token_hex(32),
+        )
         raw = dataclasses.replace(settings, topic_prefix=f"bench-{run}-raw.")
         asyncio.run(ensure_topics(settings))
         asyncio.run(ensure_topics(raw))
@@ -625,16 +627,8 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
 
         say(f"3/6 pipeline: {len(received):,} events pre-published, one worker to Postgres")
         asyncio.run(publish_events(bootstrap, settings.topic(topics.CALLS), received))
-        worker = WorkerProcess({
-            "KAFKA_BOOTSTRAP": bootstrap,
-            "DATABASE_URL": database_url,
-            "CRISIS_TOPIC_PREFIX": settings.topic_prefix,
-            "CRISIS_APP_ID": settings.app_id,
-            "CRISIS_PARTITIONS": str(PARTITIONS),
-            "CRISIS_METRICS_PORT": str(free_port()),
-            "CRISIS_TIMER_CLOCK": "event",
-            "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "10",
-        }, name="bench-worker").start()
+        worker = WorkerProcess({**settings.as_env(), "CRISIS_METRICS_PORT": str(free_port())},
+                               name="bench-worker").start()
         stack.callback(worker.stop)
         assert worker.process is not None
         with PeakRss(worker.process.pid) as rss:

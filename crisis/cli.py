@@ -62,6 +62,9 @@ def worker() -> None:
     from streams.config import Settings
 
     settings = Settings.from_env()
+    if not settings.pseudonym_key:
+        _fail("CRISIS_PSEUDONYM_KEY is not set: without a secret key, person references on partner topics "
+              "could be reversed to phone numbers (generate one: openssl rand -hex 32)")
     try:
         load_policy(settings.policy_path)
         asyncio.run(run_migrations(settings.database_url))

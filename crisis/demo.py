@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import secrets
 import time
 import uuid
 from typing import Any
@@ -75,19 +77,15 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
             database_url = pg.url("crisis")
         asyncio.run(migrate(database_url))
         # A fresh topic prefix and consumer group per run: reruns on a shared broker never mix.
-        settings = Settings(kafka_bootstrap=bootstrap, database_url=database_url,
-                            topic_prefix=f"demo-{run}.", app_id=f"crisis-demo-{run}", partitions=4)
-        asyncio.run(ensure_topics(settings))
-        worker = WorkerProcess({
-            "KAFKA_BOOTSTRAP": bootstrap,
-            "DATABASE_URL": database_url,
-            "CRISIS_TOPIC_PREFIX": settings.topic_prefix,
-            "CRISIS_APP_ID": settings.app_id,
-            "CRISIS_METRICS_PORT": str(free_port()),
+        settings = dataclasses.replace(
+            Settings.from_env(), kafka_bootstrap=bootstrap, database_url=database_url,
+            topic_prefix=f"demo-{run}.", app_id=f"crisis-demo-{run}", metrics_port=free_port(),
             # The simulated day runs far faster than real time: deadlines follow event time.
-            "CRISIS_TIMER_CLOCK": "event",
-            "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "10",
-        }, name="demo-worker").start()
+            timer_clock="event", broker_session_timeout_seconds=10.0,
+            pseudonym_key=os.environ.get("CRISIS_PSEUDONYM_KEY") or secrets.token_hex(32),
+        )
+        asyncio.run(ensure_topics(settings))
+        worker = WorkerProcess(settings.as_env(), name="demo-worker").start()
         stack.callback(worker.stop)
 
         city = City(load_policy(), seed=seed, run_tag=run)

@@ -9,8 +9,6 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-DEV_PSEUDONYM_KEY = "crisis-pipeline-dev-key-change-me"
-
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(name) or default
@@ -25,7 +23,7 @@ class Settings:
     partitions: int = 4
     metrics_port: int = 9108
     policy_path: str | None = None
-    pseudonym_key: str = DEV_PSEUDONYM_KEY
+    pseudonym_key: str = ""  # required by `crisis worker`: a known key makes person_ref reversible
     timer_clock: Literal["wall", "event"] = "wall"
     timer_tick_seconds: float = 1.0
     timer_lateness_seconds: float = 5.0
@@ -58,6 +56,26 @@ class Settings:
             ),
             log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
         )
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as the environment of a worker process (demo, tests, benchmark)."""
+        return {
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "DATABASE_URL": self.database_url,
+            "CRISIS_APP_ID": self.app_id,
+            "CRISIS_TOPIC_PREFIX": self.topic_prefix,
+            "CRISIS_PARTITIONS": str(self.partitions),
+            "CRISIS_METRICS_PORT": str(self.metrics_port),
+            "CRISIS_PSEUDONYM_KEY": self.pseudonym_key,
+            "CRISIS_TIMER_CLOCK": self.timer_clock,
+            "CRISIS_TIMER_TICK_SECONDS": str(self.timer_tick_seconds),
+            "CRISIS_TIMER_LATENESS_SECONDS": str(self.timer_lateness_seconds),
+            "CRISIS_BATCH_MAX_EVENTS": str(self.batch_max_events),
+            "CRISIS_BATCH_WITHIN_SECONDS": str(self.batch_within_seconds),
+            "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": str(self.broker_session_timeout_seconds),
+            "CRISIS_LOG_LEVEL": self.log_level,
+            **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
+        }
 
     def topic(self, name: str) -> str:
         """The full name of one of our topics (a prefix isolates test runs on a shared broker)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -71,18 +72,7 @@ class PipelineEnv:
     workers: list[WorkerProcess]
 
     def worker(self, **overrides: str) -> WorkerProcess:
-        env = {
-            "KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-            "DATABASE_URL": self.settings.database_url,
-            "CRISIS_TOPIC_PREFIX": self.settings.topic_prefix,
-            "CRISIS_APP_ID": self.settings.app_id,
-            "CRISIS_PARTITIONS": str(self.settings.partitions),
-            "CRISIS_METRICS_PORT": str(free_port()),
-            "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": "6",
-            "CRISIS_TIMER_TICK_SECONDS": "0.5",
-            "CRISIS_LOG_LEVEL": "info",
-            **overrides,
-        }
+        env = {**self.settings.as_env(), "CRISIS_METRICS_PORT": str(free_port()), **overrides}
         process = WorkerProcess(env, name="test-worker").start()
         self.workers.append(process)
         return process
@@ -104,8 +94,9 @@ async def pipeline_env_factory(
         await create_database(postgres_admin_url, name)
         url = with_database(postgres_admin_url, name)
         await migrate(url)
-        settings = Settings(kafka_bootstrap=kafka.bootstrap, database_url=url,
-                            topic_prefix=f"t{run}.", app_id=f"crisis-test-{run}", partitions=4)
+        settings = Settings(kafka_bootstrap=kafka.bootstrap, database_url=url, topic_prefix=f"t{run}.",
+                            app_id=f"crisis-test-{run}", partitions=4, pseudonym_key=secrets.token_hex(16),
+                            broker_session_timeout_seconds=6.0, timer_tick_seconds=0.5)
         await ensure_topics(settings)
         env = PipelineEnv(settings, [])
         made.append((env, name))
