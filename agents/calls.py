@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
+from aiokafka.errors import MessageSizeTooLargeError
 from pydantic import ValidationError
 
 from domain.policy import Policy
@@ -57,6 +59,8 @@ DUE_TIMERS_PER_QUERY = 5000
 DUE_TIMERS_PER_BATCH = 100_000
 RETRY_DELAYS_SECONDS = (0.2, 0.5, 1, 2, 5, 10)
 MAX_DEAD_LETTER_BASE64 = 512 * 1024
+# Refusals no retry can cure: the data itself is wrong for Postgres, or too large for the broker.
+UNSTORABLE: tuple[type[Exception], ...] = (asyncpg.DataError, MessageSizeTooLargeError)
 
 
 def wall_clock() -> datetime:
@@ -141,8 +145,27 @@ class CallPipeline:
     async def handle(self, records: Sequence[InboundRecord]) -> None:
         """Process one batch until it is stored and published, retrying infrastructure errors."""
         started = time.perf_counter()
-        await self._retrying("batch", lambda: self._handle_once(records))
+        await self._retrying("batch", lambda: self._store_batch(records))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
+
+    async def _store_batch(self, records: Sequence[InboundRecord]) -> None:
+        """Store a batch; when Postgres or Kafka refuses its data for good, find the record and reject it.
+
+        A refusal that no retry can cure (``UNSTORABLE``: bad text for Postgres, a message too
+        large for the broker) would otherwise block the partition for ever. The batch is then
+        stored record by record, in order, and only the refused record is dead-lettered.
+        """
+        try:
+            await self._handle_once(records)
+        except UNSTORABLE as exc:
+            if len(records) > 1:
+                log.warning("batch refused (%r): storing its %d records one by one", exc, len(records))
+                for record in records:
+                    await self._store_batch([record])
+                return
+            log.error("record %s/%d@%d refused for good: %r", records[0].topic, records[0].partition,
+                      records[0].offset, exc)
+            await self._handle_once(records, rejected=f"refused by Postgres or Kafka: {exc!r}"[:2000])
 
     async def _retrying(self, stage: str, work: Callable[[], object]) -> None:
         attempt = 0
@@ -159,10 +182,13 @@ class CallPipeline:
                 log.exception("%s failed (attempt %d); retrying in %.1f s", stage, attempt, delay)
                 await asyncio.sleep(delay)
 
-    async def _handle_once(self, records: Sequence[InboundRecord]) -> None:
+    async def _handle_once(self, records: Sequence[InboundRecord], rejected: str | None = None) -> None:
         state = _BatchState()
         decoded: list[tuple[InboundRecord, CallEvent]] = []
         for record in records:
+            if rejected is not None:
+                self._dead_letter(state, record, "unstorable", rejected)
+                continue
             try:
                 decoded.append((record, decode_call_event(record.value)))
             except ValidationError as exc:

@@ -13,7 +13,7 @@ from schemas.triage import Route
 
 DEAD_LETTER_REASONS = (
     "invalid_json", "unknown_type", "missing_type", "missing_field", "invalid_field", "unknown_call",
-    "processing_error",
+    "processing_error", "unstorable",
 )
 SLA_EVENT_TYPES = ("sla.warning", "sla.breached", "sla.met", "sla.late_arrival")
 RETRY_STAGES = ("batch", "wall_clock_timers")

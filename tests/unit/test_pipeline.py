@@ -295,3 +295,40 @@ async def test_arrival_after_close_is_explained_as_such(call_received_factory):
     assert h.metric("crisis_unmatched_events_total", reason="arrival_after_close") == 1
     assert h.metric("crisis_unmatched_events_total", reason="arrival_before_dispatch") == 0
     assert h.metric("crisis_unmatched_events_total", reason="duplicate_arrival") == 0
+
+
+async def test_a_record_postgres_refuses_for_good_is_dead_lettered_alone(call_received_factory, monkeypatch):
+    """Deterministic refusals (asyncpg.DataError) must not block the partition behind one record."""
+    import asyncpg
+
+    h = Harness()
+    real_transaction = h.store.transaction
+
+    def refusing_transaction():
+        context = real_transaction()
+
+        class Refusing:
+            async def __aenter__(self):
+                tx = await context.__aenter__()
+                real_write = tx.write
+
+                async def write(batch):
+                    if any(call.call_id == "bad" for call, _ in batch.calls):
+                        raise asyncpg.DataError("invalid byte sequence")
+                    return await real_write(batch)
+
+                tx.write = write
+                return tx
+
+            async def __aexit__(self, *exc):
+                return await context.__aexit__(*exc)
+
+        return Refusing()
+
+    monkeypatch.setattr(h.store, "transaction", refusing_transaction)
+    await h.send(call_received_factory(call_id="ok-1"), call_received_factory(call_id="bad"),
+                 call_received_factory(call_id="ok-2"))
+    assert set(h.store.calls) == {"ok-1", "ok-2"}
+    [letter] = h.published(topics.DEADLETTER)
+    assert letter["reason"] == "unstorable" and "invalid byte sequence" in letter["error"]
+    assert h.metric("crisis_batch_retries_total", stage="batch") == 0
