@@ -229,15 +229,14 @@ class CallPipeline:
                 state.write.lifecycle.append(event)
                 if event.unit_type is UnitType.CO_RESPONDER:
                     self._update_timer(state, event.call_id, lambda t: (record_dispatch(t, event.occurred_at), []),
-                                       missing="dispatch_without_timer", unchanged=None)
+                                       missing="dispatch_without_timer")
             case UnitArrived():
                 state.write.lifecycle.append(event)
                 if event.unit_type is UnitType.CO_RESPONDER:
                     self._on_team_arrival(state, event)
             case CallClosed():
                 state.write.lifecycle.append(event)
-                self._update_timer(state, event.call_id, lambda t: record_close(t, event.occurred_at),
-                                   missing=None, unchanged=None)
+                self._update_timer(state, event.call_id, lambda t: record_close(t, event.occurred_at))
 
     def _on_team_arrival(self, state: _BatchState, event: UnitArrived) -> None:
         timer = state.timers.get(event.call_id)
@@ -251,8 +250,7 @@ class CallPipeline:
         else:
             if timer.dispatched_at is None:
                 state.note("arrival_before_dispatch")  # still met or late: the team is there
-            self._update_timer(state, event.call_id, lambda t: record_arrival(t, event.occurred_at),
-                               missing=None, unchanged=None)
+            self._update_timer(state, event.call_id, lambda t: record_arrival(t, event.occurred_at))
 
     def _on_call_received(self, state: _BatchState, record: InboundRecord, call: CallReceived) -> None:
         decision = decide(call, self.policy, self.pseudonym_key)
@@ -277,7 +275,6 @@ class CallPipeline:
             self._update_timer(
                 state, event.call_id,
                 lambda t: record_close(t, event.occurred_at) if t.response is Response.FIRST else (t, []),
-                missing=None, unchanged=None,
             )
 
     def _start_timer(self, state: _BatchState, decision: TriageDecision, partition: int) -> None:
@@ -295,9 +292,9 @@ class CallPipeline:
         state: _BatchState,
         call_id: str,
         step: Callable[[SlaTimer], tuple[SlaTimer, list[SlaEvent]]],
-        missing: str | None,
-        unchanged: str | None,
+        missing: str | None = None,
     ) -> None:
+        """Apply one timer step; ``missing`` names the reason to count when the call has no timer."""
         timer = state.timers.get(call_id)
         if timer is None:
             if missing:
@@ -306,8 +303,6 @@ class CallPipeline:
             return
         new_timer, events = step(timer)
         if new_timer == timer:
-            if unchanged:
-                state.note(unchanged)
             return
         state.timers[call_id] = new_timer
         state.changed_timers.add(call_id)
@@ -366,7 +361,7 @@ class CallPipeline:
                     self._advance_timer(state, timer.call_id, now)
 
     def _advance_timer(self, state: _BatchState, call_id: str, now: datetime) -> None:
-        self._update_timer(state, call_id, lambda t: advance(t, now), missing=None, unchanged=None)
+        self._update_timer(state, call_id, lambda t: advance(t, now))
 
     async def _store_and_publish(self, tx: StoreTransaction, state: _BatchState) -> Stored:
         state.write.timers = [state.timers[call_id] for call_id in sorted(state.changed_timers)]

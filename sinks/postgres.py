@@ -22,10 +22,14 @@ from schemas.sla import Response
 from schemas.triage import Route, TriageDecision
 from sinks.base import BatchWrite, Stored
 
-_TIMER_COLUMNS = (
-    "call_id, response, requested_at, warning_at, breach_at, partition, district,"
-    " warned, breached, dispatched_at, arrived_at, closed_at, next_deadline_at"
+# sla_timers as the store reads and writes it: "name type" pairs, in one place.
+_TIMER_FIELDS = (
+    "call_id text, response text, requested_at timestamptz, warning_at timestamptz, breach_at timestamptz,"
+    " partition integer, district text, warned boolean, breached boolean, dispatched_at timestamptz,"
+    " arrived_at timestamptz, closed_at timestamptz, next_deadline_at timestamptz"
 )
+_TIMER_NAMES = [field.split()[0] for field in _TIMER_FIELDS.split(",")]
+_TIMER_COLUMNS = ", ".join(_TIMER_NAMES)
 
 def _timer_from_row(row: asyncpg.Record) -> SlaTimer:
     return SlaTimer(
@@ -200,16 +204,12 @@ _INSERT_CALL_EVENTS = _json_insert(
 )
 _UPSERT_TIMERS = _json_insert(
     "sla_timers",
-    "call_id text, response text, requested_at timestamptz, warning_at timestamptz, breach_at timestamptz,"
-    " partition integer, district text, warned boolean, breached boolean, dispatched_at timestamptz,"
-    " arrived_at timestamptz, closed_at timestamptz, next_deadline_at timestamptz",
+    _TIMER_FIELDS,
     # The batch holds the row locked and its state is complete: a restarted timer (a new request
     # after an override) replaces every field, not only the flags.
-    "ON CONFLICT (call_id) DO UPDATE SET response = EXCLUDED.response, requested_at = EXCLUDED.requested_at,"
-    " warning_at = EXCLUDED.warning_at, breach_at = EXCLUDED.breach_at, partition = EXCLUDED.partition,"
-    " district = EXCLUDED.district, warned = EXCLUDED.warned, breached = EXCLUDED.breached,"
-    " dispatched_at = EXCLUDED.dispatched_at, arrived_at = EXCLUDED.arrived_at, closed_at = EXCLUDED.closed_at,"
-    " next_deadline_at = EXCLUDED.next_deadline_at, updated_at = now()",
+    "ON CONFLICT (call_id) DO UPDATE SET "
+    + ", ".join(f"{name} = EXCLUDED.{name}" for name in _TIMER_NAMES if name != "call_id")
+    + ", updated_at = now()",
 )
 _INSERT_SLA_EVENTS = _json_insert(
     "sla_events",
