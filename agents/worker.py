@@ -85,16 +85,16 @@ async def start_metrics_server() -> None:
         log.info("metrics on :%d/metrics", settings.metrics_port)
 
 
-def run_worker() -> None:
-    """Check the policy, create the topics if needed, then run the Faust worker until SIGTERM or SIGINT.
+def run_worker(policy: Policy) -> None:
+    """Create the topics if needed, then run the Faust worker with ``policy`` until SIGTERM or SIGINT.
 
-    A bad policy file stops the worker here (``PolicyError`` names the file and the problem),
-    rather than inside the running agent where it would only be logged.
+    The caller loads the policy first, so a bad file stops the worker before it starts (with the
+    file and the problem named) rather than inside the running agent, where it would only be logged.
     """
     import faust
 
     global _policy
-    _policy = load_policy(settings.policy_path)
+    _policy = policy
     log.info("triage policy %s %s", _policy.name, _policy.version)
     asyncio.run(ensure_topics(settings))
     faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

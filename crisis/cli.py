@@ -66,14 +66,14 @@ def worker() -> None:
         _fail("CRISIS_PSEUDONYM_KEY is not set: without a secret key, person references on partner topics "
               "could be reversed to phone numbers (generate one: openssl rand -hex 32)")
     try:
-        load_policy(settings.policy_path)
+        policy = load_policy(settings.policy_path)
         asyncio.run(run_migrations(settings.database_url))
     except PolicyError as exc:
         _fail(str(exc))
     except (OSError, asyncpg.PostgresError) as exc:
         _fail(f"cannot migrate the database at $DATABASE_URL: {exc}")
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv itself
-    run_worker()
+    run_worker(policy)
 
 
 @app.command()
