@@ -1,15 +1,18 @@
-"""Faust wiring: the calls agent and the wall-clock SLA ticker. Thin: all logic is in ``CallPipeline``."""
+"""Faust wiring: the calls agent and the wall-clock timer ticker. Thin: all logic is in ``CallPipeline``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import asyncpg
 import prometheus_client
 from faust.types import EventT, StreamT
 
-from agents.calls import CallPipeline, InboundRecord
+from agents.clock import ReadPosition
+from agents.decoding import InboundRecord
+from agents.pipeline import CallPipeline
 from domain.policy import Policy, load_policy
 from sinks.postgres import PostgresStore
 from streams.app import app, calls_topic, settings
@@ -21,19 +24,22 @@ log = logging.getLogger(__name__)
 
 metrics = PipelineMetrics(prometheus_client.REGISTRY)
 _pipeline: CallPipeline | None = None
+_publisher: KafkaPublisher | None = None
+_store: PostgresStore | None = None
 _policy: Policy | None = None
 _pipeline_lock = asyncio.Lock()
 
 
 async def pipeline() -> CallPipeline:
     """The worker's pipeline, created on first use (the event loop must be running)."""
-    global _pipeline
+    global _pipeline, _publisher, _store
     async with _pipeline_lock:
         if _pipeline is None:
-            store = await _connect_with_retry()
-            publisher = KafkaPublisher(settings.kafka_bootstrap)
-            await publisher.start()
-            _pipeline = CallPipeline(settings, _policy or load_policy(settings.policy_path), store, publisher, metrics)
+            _store = await _connect_with_retry()
+            _publisher = KafkaPublisher(settings.kafka_bootstrap)
+            await _publisher.start()
+            _pipeline = CallPipeline(settings, _policy or load_policy(settings.policy_path), _store, _publisher,
+                                     metrics)
         return _pipeline
 
 
@@ -68,14 +74,41 @@ async def process_calls(stream: StreamT) -> None:
             await stream.ack(event)
 
 
+async def read_positions(handler: CallPipeline) -> dict[int, ReadPosition]:
+    """How far this worker has read each of its partitions of the calls topic.
+
+    The next offset to process is the larger of what this worker processed and what the group had
+    committed (a partition taken over with no new records has processed nothing here, yet is read
+    to its end); the end is asked of the broker.
+    """
+    consumer: Any = app.consumer
+    assigned = [tp for tp in consumer.assignment() if tp.topic == calls_topic.get_topic_name()]
+    if not assigned:
+        return {}
+    ends = await consumer.highwaters(*assigned)
+    positions = {}
+    for tp in assigned:
+        committed = consumer._committed_offset.get(tp)  # Faust's record of the group's committed offset
+        processed = handler.next_offsets.get(tp.partition)
+        known = [offset for offset in (committed, processed) if offset is not None]
+        positions[tp.partition] = ReadPosition(max(known) if known else None, ends.get(tp))
+    return positions
+
+
 @app.timer(settings.timer_tick_seconds)
-async def fire_sla_deadlines() -> None:
-    """Live operation: fire deadlines by the wall clock, also for teams that never send an event."""
+async def fire_deadlines() -> None:
+    """Live operation: fire deadlines by the wall clock, also for teams that never send an event,
+    on the partitions this worker has read to the end."""
     handler = await pipeline()
-    if settings.timer_clock == "wall":
-        await handler.fire_due_by_wall_clock()
-    else:
+    if settings.timer_clock != "wall":
         await handler.update_pending_gauge()
+        return
+    try:
+        positions = await read_positions(handler)
+    except Exception as exc:  # the broker is unreachable: fire nothing by the wall clock until it answers
+        log.warning("cannot read partition positions (%s): wall-clock timers wait", exc)
+        return
+    await handler.fire_due_by_wall_clock(positions)
 
 
 @app.task
@@ -83,6 +116,15 @@ async def start_metrics_server() -> None:
     if settings.metrics_port:
         prometheus_client.start_http_server(settings.metrics_port, addr="0.0.0.0")
         log.info("metrics on :%d/metrics", settings.metrics_port)
+
+
+@app.on_before_shutdown.connect
+async def close_connections(sender: Any, **kwargs: Any) -> None:
+    """After the consumer stopped (its last batch stored and acknowledged): close our own clients."""
+    if _publisher is not None:
+        await _publisher.stop()
+    if _store is not None:
+        await _store.close()
 
 
 def run_worker(policy: Policy) -> None:

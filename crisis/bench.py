@@ -7,7 +7,8 @@ not compete with each other for the machine's cores:
 2. framework ceiling: a Faust agent that only counts them (``crisis.bench_noop``, a subprocess);
 3. pipeline: the same events, pre-published, read by a real worker (``crisis worker``) to Postgres;
 4. latency: with that worker running, calls offered at a fixed rate, ``stored_at - occurred_at``;
-5. timer lag: running SLA timers inserted directly, fired by ``CallPipeline.fire_due_by_wall_clock``;
+5. timer lag: running SLA timers and follow-ups written through the store (states built by the
+   kinds' own code), fired by ``CallPipeline.fire_due_by_wall_clock``;
 6. sink alone: ``PostgresStore`` writing calls and decisions in batches of 1,000.
 
 Start-up (Faust joining its group, the worker's first metadata round) is not part of any rate.
@@ -45,13 +46,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import psutil
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from agents.calls import CallPipeline
-from crisis.demo import pipeline_counts
+from agents.pipeline import CallPipeline
 from crisis.publish import publish_events
 from crisis.services import (
     REPO_ROOT,
@@ -66,11 +65,22 @@ from crisis.services import (
 )
 from crisis.simulate import City, SimulatedEvent
 from domain.policy import Policy, load_policy
+from domain.timers.followup import Followup, FollowupTimer
+from domain.timers.sla_arrival import SlaArrival, SlaTimer
 from domain.triage import decide, person_ref
 from schemas.calls import CallReceived, decode_call_event
-from sinks.base import BatchWrite
+from schemas.followups import Contact
+from schemas.sla import Response
+from sinks.base import BatchWrite, TimerRow
 from sinks.migrate import migrate
 from sinks.postgres import PostgresStore
+from sinks.queries import (
+    decision_latency_quantiles,
+    decision_stats,
+    pipeline_counts,
+    stored_events,
+    timer_lag_quantiles,
+)
 from streams import topics
 from streams.config import Settings
 from streams.metrics import PipelineMetrics
@@ -95,6 +105,7 @@ class BenchOptions:
     latency_seconds: float = 10.0
     latency_rate: float = 500.0
     timers: int = 100_000
+    followups: int = 100_000
     timer_seconds: float = 20.0
     seed: int = 11
     replay_events: int = 0  # 0: skip the replay step
@@ -129,19 +140,23 @@ def _with_database(url: str, name: str) -> str:
     return f"{prefix.rsplit('/', 1)[0]}/{name}" + (f"?{query}" if query else "")
 
 
-def _start_database(stack: contextlib.ExitStack, run: str) -> tuple[str, str]:
-    """A fresh database: the timer step fires every running timer in it, so never a shared one."""
-    name = f"crisis_bench_{run}"
+def _start_server(stack: contextlib.ExitStack) -> tuple[str, str]:
+    """$DATABASE_URL's server, or an embedded one: (a URL to create databases with, its label)."""
     given = os.environ.get("DATABASE_URL")
     if given:
-        _say(f"creating database {name} on $DATABASE_URL's server (dropped at the end)")
-        asyncio.run(create_database(given, name))
-        stack.callback(lambda: asyncio.run(drop_database(given, name)))
-        return _with_database(given, name), "external"
+        return given, "external"
     _say("starting embedded PostgreSQL")
-    pg = stack.enter_context(EmbeddedPostgres())
-    asyncio.run(create_database(pg.url(), name))
-    return pg.url(name), "postgresql (embedded)"
+    return stack.enter_context(EmbeddedPostgres()).url(), "postgresql (embedded)"
+
+
+def _fresh_database(stack: contextlib.ExitStack, admin_url: str, name: str) -> str:
+    """A new, migrated database, dropped at the end (an embedded server goes away with its data anyway)."""
+    _say(f"creating database {name}")
+    asyncio.run(create_database(admin_url, name))
+    stack.callback(lambda: asyncio.run(drop_database(admin_url, name)))
+    url = _with_database(admin_url, name)
+    asyncio.run(migrate(url))
+    return url
 
 
 class PeakRss:
@@ -280,19 +295,6 @@ def _step_faust_noop(stack: contextlib.ExitStack, bootstrap: str, topic: str, ex
 # -- 3. the pipeline, end to end ------------------------------------------------------------------
 
 
-async def _decision_stats(database_url: str, call_prefix: str) -> asyncpg.Record:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetchrow(
-            "WITH d AS (SELECT stored_at FROM triage_decisions WHERE call_id LIKE $1 AND type = 'triage.decided')"
-            " SELECT count(*) AS n, min(stored_at) AS first, max(stored_at) AS last,"
-            " count(*) FILTER (WHERE stored_at = (SELECT max(stored_at) FROM d)) AS last_batch,"
-            " count(DISTINCT stored_at) AS batches FROM d",
-            call_prefix + "%")
-    finally:
-        await conn.close()
-
-
 async def _wait_for_decisions(database_url: str, call_prefix: str, deadletter_topic: str, expected: int,
                               worker: WorkerProcess, timeout_seconds: float) -> int:
     """Poll (with the demo's counts) until ``expected`` decisions of these calls are stored."""
@@ -315,7 +317,7 @@ def _step_pipeline(settings: Settings, worker: WorkerProcess, call_prefix: str, 
     asyncio.run(_wait_for_decisions(settings.database_url, call_prefix, deadletter, expected, worker,
                                     120 + expected / 200))
     total = time.perf_counter() - started
-    stats = asyncio.run(_decision_stats(settings.database_url, call_prefix))
+    stats = asyncio.run(decision_stats(settings.database_url, call_prefix))
     span = (stats["last"] - stats["first"]).total_seconds()
     return {
         "pipeline_events_per_second": _rate(stats["n"] - stats["last_batch"], span),
@@ -346,25 +348,6 @@ async def _offer_at_rate(bootstrap: str, topic: str, events: list[SimulatedEvent
     finally:
         await producer.stop()
     return _rate(len(bodies) - 1, elapsed)
-
-
-async def _quantiles(database_url: str, seconds: str, table: str, where: str, call_prefix: str) -> asyncpg.Record:
-    """p50 and p99 (as ``q``), count and max of the ``seconds`` expression over matching rows."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        return await conn.fetchrow(
-            "SELECT count(*) AS n, percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP (ORDER BY s) AS q, max(s) AS max"
-            f" FROM (SELECT extract(epoch FROM {seconds})::float8 AS s FROM {table}"
-            f"       WHERE call_id LIKE $1 AND {where}) AS measured",
-            call_prefix + "%")
-    finally:
-        await conn.close()
-
-
-async def _latency_quantiles(database_url: str, call_prefix: str) -> asyncpg.Record:
-    # decided_at is the call's occurred_at; stored_at is Postgres now() in the batch's transaction.
-    return await _quantiles(database_url, "stored_at - decided_at", "triage_decisions",
-                            "type = 'triage.decided'", call_prefix)
 
 
 async def _idle_fetch_latency(bootstrap: str, topic: str, messages: int = 20) -> float:
@@ -409,7 +392,7 @@ def _step_latency(settings: Settings, worker: WorkerProcess, policy: Policy, opt
                                          options.latency_rate))
     asyncio.run(_wait_for_decisions(settings.database_url, city.call_prefix, settings.topic(topics.DEADLETTER),
                                     count, worker, 60))
-    stats = asyncio.run(_latency_quantiles(settings.database_url, city.call_prefix))
+    stats = asyncio.run(decision_latency_quantiles(settings.database_url, city.call_prefix))
     p50, p99 = stats["q"]
     return {"latency_calls": stats["n"], "latency_offered_events_per_second": offered,
             "broker_idle_fetch_latency_p50_seconds": idle_fetch,
@@ -419,69 +402,85 @@ def _step_latency(settings: Settings, worker: WorkerProcess, policy: Policy, opt
 # -- 5. timer lag -----------------------------------------------------------------------------------
 
 
-async def _insert_timers(database_url: str, prefix: str, count: int, window_seconds: float) -> None:
-    """``count`` running first-response timers; warnings spread over the window, each breach shortly after."""
+def _pending_timers(policy: Policy, prefix: str, sla_timers: int, followups: int, start: datetime,
+                    window_seconds: float) -> list[TimerRow]:
+    """Running timers of both kinds whose deadlines are spread over the window: ``sla_timers``
+    first-response timers (a warning, then a breach shortly after) and ``followups`` open follow-ups
+    (attempt 1 becomes overdue). States are built by the kinds' own code, as the pipeline stores them."""
+    sla, followup = SlaArrival(policy), Followup(policy)
     breach_gap = timedelta(seconds=min(2.0, window_seconds / 10))
-    start = datetime.now(UTC) + timedelta(seconds=TIMER_LEAD_SECONDS)
     span = timedelta(seconds=window_seconds) - breach_gap
+    grace = policy.followup.overdue_grace
     rows = []
-    for index in range(count):
-        warning_at = start + span * (index / count)
-        rows.append((f"{prefix}{index:07d}", "first", warning_at - timedelta(minutes=10), warning_at,
-                     warning_at + breach_gap, index % PARTITIONS, "district-1", False, False, None, None,
-                     warning_at))
-    conn = await asyncpg.connect(database_url)
+    for index in range(sla_timers):
+        warning_at = start + span * (index / sla_timers)
+        timer = SlaTimer(f"{prefix}s{index:07d}", Response.FIRST, warning_at - timedelta(minutes=10), warning_at,
+                         warning_at + breach_gap, "district-1")
+        rows.append(TimerRow(sla.name, timer.call_id, 0, index % PARTITIONS, sla.encode(timer), timer.next_deadline))
+    for index in range(followups):
+        overdue_at = start + span * (index / followups)
+        due = overdue_at - grace
+        ended = due - policy.followup.attempt_due_after(1)
+        state = FollowupTimer(f"{prefix}f{index:07d}", Contact.DIVERSION_LINE, ended, "resolved_by_phone",
+                              tuple(ended + policy.followup.attempt_due_after(n)
+                                    for n in range(1, policy.followup.attempts_before_dropout + 1)),
+                              grace.total_seconds(), ended + policy.followup.expire_after, district="district-1")
+        rows.append(TimerRow(followup.name, state.call_id, 0, index % PARTITIONS, followup.encode(state),
+                             state.next_deadline))
+    return rows
+
+
+async def _insert_timers(database_url: str, rows: list[TimerRow], start: datetime) -> None:
+    store = await PostgresStore.connect(database_url)
     try:
-        async with conn.transaction():
-            # Timers the pipeline step left running follow event time from a simulated day long gone:
-            # stop them, so that this step fires only its own.
-            await conn.execute("UPDATE sla_timers SET next_deadline_at = NULL, closed_at = now()"
-                               " WHERE next_deadline_at IS NOT NULL")
-            await conn.copy_records_to_table("sla_timers", records=rows, columns=[
-                "call_id", "response", "requested_at", "warning_at", "breach_at", "partition", "district",
-                "warned", "breached", "arrived_at", "closed_at", "next_deadline_at"])
-        late = (datetime.now(UTC) - start).total_seconds()
-        if late > 0:
-            _say(f"warning: inserting the timers took {late:.2f} s longer than the lead time: early lag inflated")
+        for first in range(0, len(rows), 10_000):
+            async with store.transaction() as tx:
+                await tx.write(BatchWrite(timers=rows[first:first + 10_000]))
     finally:
-        await conn.close()
+        await store.close()
+    late = (datetime.now(UTC) - start).total_seconds()
+    if late > 0:
+        _say(f"warning: inserting the timers took {late:.2f} s longer than the lead time: early lag inflated")
 
 
-async def _fire_timers(settings: Settings, policy: Policy, until_seconds: float) -> int:
+async def _fire_timers(settings: Settings, policy: Policy, expected_events: int, until_seconds: float) -> int:
     store = await PostgresStore.connect(settings.database_url)
     publisher = KafkaPublisher(settings.kafka_bootstrap)
     await publisher.start()
     fired = 0
     try:
-        pipeline = CallPipeline(dataclasses.replace(settings, timer_lateness_seconds=0.0), policy, store, publisher,
-                                PipelineMetrics(CollectorRegistry()))
+        pipeline = CallPipeline(dataclasses.replace(settings, timer_lateness_seconds=0.0, timer_clock="wall"),
+                                policy, store, publisher, PipelineMetrics(CollectorRegistry()))
         give_up = time.monotonic() + until_seconds
         tick = time.monotonic()
         while time.monotonic() < give_up:
             fired += await pipeline.fire_due_by_wall_clock()
-            if not await store.count_running_timers():
+            if fired >= expected_events:
                 return fired
             tick += TIMER_TICK_SECONDS
             await asyncio.sleep(max(0.0, tick - time.monotonic()))
-        raise ServiceError(f"timers still running after {until_seconds:.0f} s ({fired} events fired)")
+        raise ServiceError(f"{fired} of {expected_events} timer events fired after {until_seconds:.0f} s")
     finally:
         await publisher.stop()
         await store.close()
 
 
-async def _timer_lag(database_url: str, prefix: str) -> asyncpg.Record:
-    return await _quantiles(database_url, "stored_at - deadline_at", "sla_events",
-                            "type IN ('sla.warning', 'sla.breached')", prefix)
-
-
-def _step_timers(settings: Settings, policy: Policy, options: BenchOptions, run: str) -> dict[str, Any]:
+def _step_timers(stack: contextlib.ExitStack, admin_url: str, settings: Settings, policy: Policy,
+                 options: BenchOptions, run: str) -> dict[str, Any]:
+    # A database of its own: timers the pipeline step left running follow a simulated day long gone,
+    # and the ticker fires every running timer it finds.
+    database_url = _fresh_database(stack, admin_url, f"crisis_bench_{run}_timers")
     prefix = f"bench-timer-{run}-"
-    asyncio.run(_insert_timers(settings.database_url, prefix, options.timers, options.timer_seconds))
-    fired = asyncio.run(_fire_timers(settings, policy, TIMER_LEAD_SECONDS + options.timer_seconds + 120))
-    stats = asyncio.run(_timer_lag(settings.database_url, prefix))
+    start = datetime.now(UTC) + timedelta(seconds=TIMER_LEAD_SECONDS)
+    rows = _pending_timers(policy, prefix, options.timers, options.followups, start, options.timer_seconds)
+    asyncio.run(_insert_timers(database_url, rows, start))
+    expected = 2 * options.timers + options.followups  # warning + breach; one overdue attempt
+    fired = asyncio.run(_fire_timers(dataclasses.replace(settings, database_url=database_url), policy, expected,
+                                     TIMER_LEAD_SECONDS + options.timer_seconds + 120))
+    stats = asyncio.run(timer_lag_quantiles(database_url, prefix))
     p50, p99 = stats["q"]
-    return {"timers": options.timers, "timer_events_fired": fired, "timer_lag_p50_seconds": p50,
-            "timer_lag_p99_seconds": p99, "timer_lag_max_seconds": stats["max"]}
+    return {"timers": options.timers, "followups_pending": options.followups, "timer_events_fired": fired,
+            "timer_lag_p50_seconds": p50, "timer_lag_p99_seconds": p99, "timer_lag_max_seconds": stats["max"]}
 
 
 # -- 6. the sink alone ------------------------------------------------------------------------------
@@ -519,16 +518,6 @@ def _step_sink(settings: Settings, policy: Policy, options: BenchOptions, run: s
 # -- 7. replay of a recorded file (optional) ------------------------------------------------------
 
 
-async def _stored_events(database_url: str, call_prefix: str) -> int:
-    conn = await asyncpg.connect(database_url)
-    try:
-        return int(await conn.fetchval(
-            "SELECT (SELECT count(*) FROM calls WHERE call_id LIKE $1)"
-            " + (SELECT count(*) FROM call_events WHERE call_id LIKE $1)", call_prefix + "%"))
-    finally:
-        await conn.close()
-
-
 def _step_replay(stack: contextlib.ExitStack, settings: Settings, policy: Policy, options: BenchOptions,
                  run: str) -> dict[str, Any]:
     """A recorded file of every event type, replayed with ``crisis replay``'s code into a fresh
@@ -557,7 +546,7 @@ def _step_replay(stack: contextlib.ExitStack, settings: Settings, policy: Policy
     published = asyncio.run(replay_file(path, replay.kafka_bootstrap, replay.topic(topics.CALLS)))
     publish_seconds = time.monotonic() - started
     deadline = started + 1800
-    while (stored := asyncio.run(_stored_events(replay.database_url, city.call_prefix))) < len(events):
+    while (stored := asyncio.run(stored_events(replay.database_url, city.call_prefix))) < len(events):
         if not worker.alive() or time.monotonic() > deadline:
             raise ServiceError(f"replay stalled at {stored} of {len(events)} events\n{worker.log_tail()}")
         time.sleep(0.5)
@@ -603,8 +592,9 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
     with contextlib.ExitStack() as stack:
         _stop_on_sigterm(stack)
         bootstrap, summary["broker"] = _start_broker(stack, options.kafka)
-        database_url, summary["database"] = _start_database(stack, run)
-        asyncio.run(migrate(database_url))
+        # Fresh databases: the timer step fires every running timer in its own, so never a shared one.
+        admin_url, summary["database"] = _start_server(stack)
+        database_url = _fresh_database(stack, admin_url, f"crisis_bench_{run}")
         # Worker tuning from the environment (CRISIS_BATCH_* ...) applies, so settings can be compared.
         settings = dataclasses.replace(
             Settings.from_env(), kafka_bootstrap=bootstrap, database_url=database_url,
@@ -638,9 +628,9 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
         worker.stop()
         summary["worker_peak_rss_bytes"] = rss.peak
 
-        say(f"5/6 timer lag: {options.timers:,} timers due over {options.timer_seconds:g} s, fired every"
-            f" {TIMER_TICK_SECONDS} s")
-        summary.update(_step_timers(settings, policy, options, run))
+        say(f"5/6 timer lag: {options.timers:,} SLA timers and {options.followups:,} follow-ups due over"
+            f" {options.timer_seconds:g} s, fired every {TIMER_TICK_SECONDS} s")
+        summary.update(_step_timers(stack, admin_url, settings, policy, options, run))
 
         say(f"6/6 sink alone: calls and decisions in batches of {SINK_BATCH}")
         summary.update(_step_sink(settings, policy, options, run))

@@ -301,6 +301,7 @@ def bench(
     latency_rate: Annotated[float, typer.Option(min=1, help="Calls per second offered in the latency step.")]
     = 500.0,
     timers: Annotated[int, typer.Option(min=1, help="SLA timers for the timer-lag step.")] = 100_000,
+    followups: Annotated[int, typer.Option(min=0, help="Open follow-ups for the timer-lag step.")] = 100_000,
     timer_seconds: Annotated[float, typer.Option(min=0.5, help="Seconds over which the timers fall due.")] = 20.0,
     replay_events: Annotated[int, typer.Option(min=0, help="Also replay a recorded file of this many events "
                                                            "(every type) through a fresh worker; 0 skips it.")] = 0,
@@ -316,7 +317,8 @@ def bench(
 
     try:
         summary = run_bench(BenchOptions(calls=calls, kafka=kafka.value, latency_seconds=latency_seconds,
-                                         latency_rate=latency_rate, timers=timers, timer_seconds=timer_seconds,
+                                         latency_rate=latency_rate, timers=timers, followups=followups,
+                                         timer_seconds=timer_seconds,
                                          replay_events=replay_events))
     except (ServiceError, OSError) as exc:  # everything it started is stopped by now
         _fail(f"bench failed: {exc}")

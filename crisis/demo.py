@@ -11,43 +11,15 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
-
 from crisis.publish import publish_events
 from crisis.services import EmbeddedPostgres, ServiceError, TansuBroker, WorkerProcess, create_database, free_port
 from crisis.simulate import City, malformed_events
 from domain.policy import load_policy
 from sinks.migrate import migrate
+from sinks.queries import pipeline_counts
 from streams import topics
 from streams.config import Settings
 from streams.topics import ensure_topics
-
-
-async def pipeline_counts(database_url: str, call_prefix: str, deadletter_topic: str) -> dict[str, Any]:
-    """What the pipeline stored for one run (calls whose id starts with ``call_prefix``)."""
-    conn = await asyncpg.connect(database_url)
-    try:
-        like = call_prefix + "%"
-        routes = await conn.fetch(
-            "SELECT route, count(*) AS n FROM triage_decisions WHERE call_id LIKE $1 AND type = 'triage.decided'"
-            " GROUP BY route ORDER BY route", like)
-        sla = await conn.fetch(
-            "SELECT type, count(*) AS n FROM sla_events WHERE call_id LIKE $1 GROUP BY type ORDER BY type", like)
-        return {
-            "calls_stored": await conn.fetchval("SELECT count(*) FROM calls WHERE call_id LIKE $1", like),
-            "decisions_stored": await conn.fetchval(
-                "SELECT count(*) FROM triage_decisions WHERE call_id LIKE $1 AND type = 'triage.decided'", like),
-            "lifecycle_events_stored": await conn.fetchval(
-                "SELECT count(*) FROM call_events WHERE call_id LIKE $1", like),
-            "dead_lettered": await conn.fetchval(
-                "SELECT count(*) FROM dead_letters WHERE source_topic = $1", deadletter_topic),
-            "by_route": {row["route"]: row["n"] for row in routes},
-            "sla_events": {row["type"]: row["n"] for row in sla},
-            "sla_timers_running": await conn.fetchval(
-                "SELECT count(*) FROM sla_timers WHERE call_id LIKE $1 AND next_deadline_at IS NOT NULL", like),
-        }
-    finally:
-        await conn.close()
 
 
 async def wait_for_counts(database_url: str, call_prefix: str, topic: str, calls: int, lifecycle: int,

@@ -7,13 +7,15 @@ import tomllib
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from schemas.calls import Concern
+from schemas.calls import Concern, Disposition
+from schemas.followups import Contact
 from schemas.sla import Response
 from schemas.triage import Route
 
@@ -104,6 +106,56 @@ class SlaSettings(BaseModel):
         return timedelta(seconds=self.breach_after_seconds)
 
 
+class OverrideSettings(BaseModel):
+    """Who may approve a dispatcher override that lowers police involvement on a call with a safety flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lower_safety_roles: frozenset[Annotated[str, Field(min_length=1, max_length=64)]] = frozenset({"supervisor"})
+
+
+class FollowupSettings(BaseModel):
+    """The post-event response: which contacts get a follow-up and on what schedule.
+
+    Local program settings, not standards (Lifeline guidance: a minimum number of contacts, a
+    maximum duration, dropped out after three to five failed attempts; HEDIS: 7 and 30 days).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    contacts: frozenset[Contact] = frozenset(Contact)
+    skip_dispositions: frozenset[Disposition] = frozenset({Disposition.ARRESTED, Disposition.CANCELLED})
+    # Attempt n is due this many hours after the contact ended.
+    attempt_due_after_hours: tuple[Annotated[float, Field(gt=0)], ...] = (24.0, 72.0, 168.0)
+    attempts_before_dropout: Annotated[int, Field(ge=1, le=20)] = 3
+    overdue_grace_hours: Annotated[float, Field(ge=0)] = 4.0
+    expire_after_days: Annotated[float, Field(gt=0)] = 30.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FollowupSettings:
+        schedule = self.attempt_due_after_hours
+        if len(schedule) < self.attempts_before_dropout:
+            raise ValueError(f"attempt_due_after_hours has {len(schedule)} entries: give one per attempt "
+                             f"(attempts_before_dropout = {self.attempts_before_dropout})")
+        if any(later <= earlier for earlier, later in pairwise(schedule)):
+            raise ValueError("attempt_due_after_hours must increase from one attempt to the next")
+        if self.expire_after_days * 24 <= schedule[self.attempts_before_dropout - 1]:
+            raise ValueError("expire_after_days must leave time for the last attempt")
+        return self
+
+    def attempt_due_after(self, attempt_number: int) -> timedelta:
+        """How long after the end of the contact attempt ``attempt_number`` (from 1) is due."""
+        return timedelta(hours=self.attempt_due_after_hours[attempt_number - 1])
+
+    @property
+    def overdue_grace(self) -> timedelta:
+        return timedelta(hours=self.overdue_grace_hours)
+
+    @property
+    def expire_after(self) -> timedelta:
+        return timedelta(days=self.expire_after_days)
+
+
 class Policy(BaseModel):
     """A city's triage policy. See ``policies/default.toml`` for every field, with its source."""
 
@@ -120,6 +172,8 @@ class Policy(BaseModel):
     third_party_caller_needs_on_scene: bool = True
     routes: dict[Literal["diversion_line", "co_responder"], RouteSettings]
     sla: dict[Response, SlaSettings]
+    overrides: OverrideSettings = OverrideSettings()
+    followup: FollowupSettings = FollowupSettings()
 
     @field_validator("timezone")
     @classmethod

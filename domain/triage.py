@@ -112,11 +112,36 @@ def decide(call: CallReceived, policy: Policy, pseudonym_key: bytes) -> TriageDe
         center_id=call.center_id,
         district=call.district,
         person_ref=person_ref(call.caller_phone, pseudonym_key),
+        safety_flags=tuple(flag for flag in SAFETY_FLAGS if getattr(call, flag)),
     )
 
 
+def lowers_police_involvement(safety_flags: tuple[str, ...], from_route: Route, to_route: Route) -> bool:
+    """Whether moving a call with these safety flags from one route to another lowers police involvement."""
+    return bool(safety_flags) and to_route.rank < from_route.rank
+
+
+def override_refusal(current: TriageDecision, event: TriageOverridden, policy: Policy) -> str | None:
+    """Why ``event`` may not replace ``current``, or ``None`` when it may.
+
+    The rules only ever move a call with a safety flag towards police, never away; a dispatcher may
+    do so only with an approver whose role the policy names (``overrides.lower_safety_roles``).
+    """
+    if not lowers_police_involvement(current.safety_flags, current.route, event.route):
+        return None
+    roles = policy.overrides.lower_safety_roles
+    if event.approved_by and event.approved_by_role in roles:
+        return None
+    return (f"override from {current.route.value} to {event.route.value} lowers police involvement on a call with "
+            f"{', '.join(current.safety_flags)}: it needs approved_by with approved_by_role one of {sorted(roles)}")
+
+
+
 def override(previous: TriageDecision, event: TriageOverridden) -> TriageDecision:
-    """Apply a dispatcher's override to the decision it replaces; both stay on record."""
+    """Apply a dispatcher's override to the decision it replaces; both stay on record.
+
+    Check ``override_refusal`` first: this function does not judge whether the override is allowed.
+    """
     return previous.model_copy(
         update={
             "type": "triage.overridden",
@@ -128,6 +153,8 @@ def override(previous: TriageDecision, event: TriageOverridden) -> TriageDecisio
             "second_response_requested": False,
             "previous_route": previous.route,
             "overridden_by": event.overridden_by,
+            "approved_by": event.approved_by,
+            "approved_by_role": event.approved_by_role,
             "override_reason": event.reason,
         }
     )

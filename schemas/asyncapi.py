@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from schemas.calls import CallClosed, CallReceived, TriageOverridden, UnitArrived, UnitDispatched
+from schemas.calls import CALL_EVENT_MODELS
 from schemas.deadletter import DeadLetter
+from schemas.followups import FollowupEvent
 from schemas.sla import SlaEvent
 from schemas.triage import TriageDecision
 from streams import topics
@@ -28,11 +29,7 @@ ASYNCAPI_VERSION = "3.0.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 KAFKA_BINDING_VERSION = "0.5.0"
 
-# Inbound lifecycle events, one message each, in the order of ``schemas.calls.CALL_EVENT_TYPES``.
-CALL_EVENT_MODELS: tuple[type[BaseModel], ...] = (
-    CallReceived, TriageOverridden, UnitDispatched, UnitArrived, CallClosed,
-)
-OUTBOUND_MODELS: tuple[type[BaseModel], ...] = (TriageDecision, SlaEvent, DeadLetter)
+OUTBOUND_MODELS: tuple[type[BaseModel], ...] = (TriageDecision, SlaEvent, FollowupEvent, DeadLetter)
 
 _CALL_ID_KEY = {"type": "string", "description": "The call's call_id: a call's events stay in order on one partition."}
 
@@ -93,6 +90,11 @@ def asyncapi_document() -> dict[str, Any]:
         SlaEvent, "sla.event",
         "A step of a co-responder arrival timer: sla.warning, sla.breached, sla.met or sla.late_arrival.",
         _CALL_ID_KEY)
+    messages["FollowupEvent"] = _message(
+        FollowupEvent, "followup.event",
+        "A step of a follow-up after a crisis contact: followup.due, followup.overdue, followup.completed, "
+        "followup.dropped_out or followup.expired.",
+        _CALL_ID_KEY)
     messages["DeadLetter"] = _message(
         DeadLetter, "deadletter",
         "An inbound record we could not accept, with the reason and the original bytes.",
@@ -136,6 +138,18 @@ def asyncapi_document() -> dict[str, Any]:
             ),
             "messages": {"SlaEvent": {"$ref": "#/components/messages/SlaEvent"}},
         },
+        "followups": {
+            "address": topics.FOLLOWUPS,
+            "title": "Follow-ups after a crisis contact (partner topic)",
+            "description": (
+                "The post-event response, keyed by `call_id`: when each follow-up attempt is due, overdue ones, "
+                "and how each follow-up ended (completed with its linkage to care, dropped out, expired). "
+                "Written by the crisis-pipeline workers; read by partners (follow-up clinicians, care "
+                "coordination, reporting). Partner topic: no personal data (the person appears only as "
+                "`person_ref`, a keyed pseudonym; district only). Consumers deduplicate by `event_id`."
+            ),
+            "messages": {"FollowupEvent": {"$ref": "#/components/messages/FollowupEvent"}},
+        },
         "deadletter": {
             "address": topics.DEADLETTER,
             "title": "Dead letters (internal)",
@@ -153,7 +167,7 @@ def asyncapi_document() -> dict[str, Any]:
         "receiveCallEvents": {
             "action": "receive",
             "channel": {"$ref": "#/channels/calls"},
-            "summary": "Triage each call, run its arrival SLA timer and store its lifecycle.",
+            "summary": "Triage each call, run its arrival SLA timer and follow-ups, and store its lifecycle.",
             "messages": _channel_refs("calls", call_message_ids),
         },
         "sendTriageDecisions": {
@@ -167,6 +181,12 @@ def asyncapi_document() -> dict[str, Any]:
             "channel": {"$ref": "#/channels/sla"},
             "summary": "Publish each SLA timer step once it is stored.",
             "messages": _channel_refs("sla", ["SlaEvent"]),
+        },
+        "sendFollowupEvents": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/followups"},
+            "summary": "Publish each follow-up step once it is stored.",
+            "messages": _channel_refs("followups", ["FollowupEvent"]),
         },
         "sendDeadLetters": {
             "action": "send",
@@ -184,8 +204,9 @@ def asyncapi_document() -> dict[str, Any]:
             "description": (
                 "Event-driven pipeline for 911 behavioral-health crisis calls. A city's CAD integrations send "
                 "call lifecycle events; the pipeline triages each call (diversion line, co-responder team or "
-                "emergency), runs co-responder arrival SLA timers and publishes decisions and SLA events on "
-                "partner topics without personal data. Every topic is keyed by `call_id`. Delivery is "
+                "emergency), runs co-responder arrival SLA timers and follow-up schedules, and publishes "
+                "decisions, SLA and follow-up events on partner topics without personal data. Every topic is "
+                "keyed by `call_id`. Delivery is "
                 "at-least-once: every event carries a deterministic `event_id` to deduplicate by. "
                 "Topic names may carry a deployment prefix (`CRISIS_TOPIC_PREFIX`)."
             ),

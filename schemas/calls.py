@@ -7,12 +7,22 @@ Field names are a contract with the CAD integrations: rename nothing without a n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from schemas.fields import (
+    NO_CONTROL_CHARACTERS,
+    NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS,
+    EventTime,
+    FreeText,
+    Identifier,
+    ShortText,
+    TimeWindow,
+)
 from schemas.triage import Route
 
 # MPDS determinant codes look like 25-A-1 or 25-B-6V: protocol, level, number, optional suffix.
@@ -53,28 +63,63 @@ class Disposition(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _to_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC)
+class AttemptResult(StrEnum):
+    """What one follow-up attempt achieved."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    LEFT_MESSAGE = "left_message"
+    WRONG_NUMBER = "wrong_number"
+    DECLINED = "declined"
+
+
+class Channel(StrEnum):
+    PHONE = "phone"
+    TEXT = "text"
+    IN_PERSON = "in_person"
+
+
+class Linkage(StrEnum):
+    """Where a completed follow-up linked the person to (long-term services)."""
+
+    OUTPATIENT_MENTAL_HEALTH = "outpatient_mental_health"
+    SUBSTANCE_USE_TREATMENT = "substance_use_treatment"
+    CRISIS_STABILIZATION = "crisis_stabilization"
+    PRIMARY_CARE = "primary_care"
+    HOUSING_OR_SOCIAL_SERVICES = "housing_or_social_services"
+    PEER_SUPPORT = "peer_support"
+    NONE_NEEDED = "none_needed"
+    DECLINED = "declined"
+
+
+def _repetitions_allowed(schema: dict[str, Any]) -> None:
+    """The published schema says what the worker does: a repeated concern is accepted and counts once."""
+    schema.pop("uniqueItems", None)
+    schema.pop("maxItems", None)  # the limit applies to distinct concerns, which JSON Schema cannot say
+    schema["description"] = ("Behavioral-health concerns recorded by the call taker; a repeated one counts once "
+                             f"(at most {len(Concern)} distinct).")
 
 
 class _Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
-    event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    call_id: Annotated[str, Field(min_length=1, max_length=128)]
-    # Any offset is accepted; everything downstream works in UTC.
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_to_utc)]
+    event_id: Identifier
+    call_id: Identifier
+    # RFC 3339 with any offset, converted to UTC; a time outside the plausible window is refused.
+    occurred_at: EventTime
 
 
 class CallReceived(_Event):
     """A 911 call the center's dispatcher flagged as possibly behavioral-health related."""
 
     type: Literal["call.received"] = "call.received"
-    center_id: Annotated[str, Field(min_length=1, max_length=64)]
-    nature_code: Annotated[str, Field(min_length=1, max_length=64)]
+    center_id: ShortText
+    nature_code: ShortText
     mpds_code: Annotated[str, Field(pattern=MPDS_CODE_PATTERN)] | None = None
-    # A set: duplicates in the input collapse, and validation stays in pydantic's compiled core.
-    concerns: frozenset[Concern] = Field(default_factory=frozenset, max_length=len(Concern))
+    # A set: a concern listed twice counts once (the published schema says so: no reason to drop a
+    # crisis call over a harmless repetition); validation stays in pydantic's compiled core.
+    concerns: frozenset[Concern] = Field(default_factory=frozenset, max_length=len(Concern),
+                                         json_schema_extra=_repetitions_allowed)
     weapon_present: bool = False
     violence_or_threat_to_others: bool = False
     medical_emergency: bool = False
@@ -83,9 +128,9 @@ class CallReceived(_Event):
     caller_requests_police: bool = False
     person_in_crisis_is_caller: bool = False
     juvenile: bool = False
-    district: Annotated[str, Field(min_length=1, max_length=64)]
+    district: ShortText
     # Personal data: stored internally, never published to partner topics or reports.
-    caller_phone: Annotated[str, Field(max_length=32)] | None = Field(
+    caller_phone: Annotated[str, Field(max_length=32, pattern=NO_CONTROL_CHARACTERS)] | None = Field(
         default=None,
         description="The caller's phone number. Personal data: stored internally only, "
         "never published to partner topics or reports.",
@@ -93,23 +138,29 @@ class CallReceived(_Event):
 
 
 class TriageOverridden(_Event):
-    """A dispatcher replaced the route the rules chose."""
+    """A dispatcher replaced the route the rules chose.
+
+    An override that lowers police involvement on a call with a safety flag must name who approved
+    it and their role (one of the policy's ``overrides.lower_safety_roles``); without that it is refused.
+    """
 
     type: Literal["triage.overridden"] = "triage.overridden"
     route: Route
-    overridden_by: Annotated[str, Field(min_length=1, max_length=64)]
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    overridden_by: ShortText
+    reason: FreeText
+    approved_by: ShortText | None = None
+    approved_by_role: ShortText | None = None
 
 
 class UnitDispatched(_Event):
     type: Literal["unit.dispatched"] = "unit.dispatched"
-    unit_id: Annotated[str, Field(min_length=1, max_length=64)]
+    unit_id: ShortText
     unit_type: UnitType
 
 
 class UnitArrived(_Event):
     type: Literal["unit.arrived"] = "unit.arrived"
-    unit_id: Annotated[str, Field(min_length=1, max_length=64)]
+    unit_id: ShortText
     unit_type: UnitType
 
 
@@ -118,29 +169,82 @@ class CallClosed(_Event):
     disposition: Disposition
 
 
+class FollowupAttempted(_Event):
+    """A clinician tried to reach the person after a crisis contact (post-event response)."""
+
+    type: Literal["followup.attempted"] = "followup.attempted"
+    attempt_result: AttemptResult
+    attempted_by: ShortText
+    channel: Channel
+
+
+class FollowupCompleted(_Event):
+    """The follow-up of a crisis contact ended with the person linked to care (or needing none, or declining)."""
+
+    type: Literal["followup.completed"] = "followup.completed"
+    linkage: Linkage
+    completed_by: ShortText | None = None
+
+
 CallEvent = Annotated[
-    CallReceived | TriageOverridden | UnitDispatched | UnitArrived | CallClosed,
+    CallReceived | TriageOverridden | UnitDispatched | UnitArrived | CallClosed | FollowupAttempted
+    | FollowupCompleted,
     Field(discriminator="type"),
 ]
-CALL_EVENT_TYPES: tuple[str, ...] = (
-    "call.received",
-    "triage.overridden",
-    "unit.dispatched",
-    "unit.arrived",
-    "call.closed",
+CALL_EVENT_MODELS: tuple[type[_Event], ...] = (
+    CallReceived, TriageOverridden, UnitDispatched, UnitArrived, CallClosed, FollowupAttempted, FollowupCompleted,
 )
+CALL_EVENT_TYPES: tuple[str, ...] = tuple(model.model_fields["type"].default for model in CALL_EVENT_MODELS)
 
 call_event_adapter: TypeAdapter[CallEvent] = TypeAdapter(CallEvent)
 
 
-def decode_call_event(raw: bytes | str) -> CallEvent:
+def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        repeated = sorted({key for key in keys if keys.count(key) > 1})
+        raise PydanticCustomError("duplicate_key", "key(s) {keys} appear more than once",
+                                  {"keys": ", ".join(repeated)[:200]})
+    return dict(pairs)
+
+
+def _duplicate_key_error(raw: bytes | str) -> InitErrorDetails | None:
+    try:
+        json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+    except PydanticCustomError as exc:
+        return {"type": exc, "loc": (), "input": None}
+    except ValueError:  # already validated by pydantic: any other parse difference is not a duplicate
+        return None
+    return None
+
+
+def decode_call_event(raw: bytes | str, window: TimeWindow | None = None) -> CallEvent:
     """Parse and validate one JSON event; raises ``pydantic.ValidationError`` on any problem.
 
-    A NUL character (JSON ``\\u0000``) is refused here: PostgreSQL text cannot store it, and a
-    record the database always refuses would block its partition instead of being dead-lettered.
+    ``window`` bounds ``occurred_at`` (default: only the absolute bounds). A key given twice is
+    refused: JSON parsers disagree on which one wins, so ``"weapon_present": true`` followed by
+    ``"weapon_present": false`` would mean a weapon to one system and none to another.
     """
-    if (b"\\u0000" if isinstance(raw, bytes) else "\\u0000") in raw:
-        raise ValidationError.from_exception_data(
-            "CallEvent", [{"type": "value_error", "loc": ("(event)",), "input": "\\u0000",
-                           "ctx": {"error": ValueError("NUL characters (\\u0000) are not allowed")}}])
-    return call_event_adapter.validate_json(raw)
+    event = call_event_adapter.validate_json(raw, context={"time_window": window} if window else None)
+    # Checked after validation (valid JSON only), with the standard library's parser: a second
+    # parse costs about 10 us per event, and only valid events pay it.
+    duplicate = _duplicate_key_error(raw)
+    if duplicate is not None:
+        raise ValidationError.from_exception_data("CallEvent", [duplicate])
+    return event
+
+
+# The control-character patterns hold the very characters they forbid: never echo them.
+_CONTROL_PATTERNS = frozenset({NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS})
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 2000) -> str:
+    """Every field error as ``field: message``, joined; never echoes the input values (personal data)."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(event)"
+        message = err["msg"]
+        if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _CONTROL_PATTERNS:
+            message = "contains a control character (C0/C1 controls, ANSI escapes, bidi overrides are refused)"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)[:limit]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
+# Every reason a record is dead-lettered for (documented in the README's contract tables).
+DEAD_LETTER_REASONS = (
+    "tombstone", "invalid_json", "duplicate_key", "unknown_type", "missing_type", "missing_field",
+    "invalid_field", "implausible_time", "unknown_call", "override_refused", "processing_error", "unstorable",
+)
+
 
 class DeadLetter(BaseModel):
     """Published on ``crisis.deadletter.v1``. ``original_value_base64`` is the record exactly as read.

@@ -43,7 +43,12 @@ class TriageDecision(BaseModel):
     center_id: str | None = None
     district: str | None = None
     person_ref: str | None = None
+    # The call's safety flags (weapon_present, ...): an override lowering police involvement on a
+    # call with any of them needs an approver.
+    safety_flags: tuple[str, ...] = ()
     previous_route: Route | None = None
     overridden_by: str | None = None
+    approved_by: str | None = None
+    approved_by_role: str | None = None
     # The dispatcher's free-text reason may name people: stored in Postgres, never serialised to partners.
     override_reason: str | None = Field(default=None, exclude=True)

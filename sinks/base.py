@@ -1,9 +1,12 @@
 """The store contract: what one batch reads and writes, in one transaction.
 
-The pipeline reads per-call state (running timers, the latest decision) and writes everything a
+The pipeline reads per-call state (the call's timers, the latest decision) and writes everything a
 batch produced in a single transaction, so a batch is stored whole or not at all. Writes are
-idempotent, keyed by event id (or call id for timer state); ``write`` reports which emitted
-events are new, so a replayed batch publishes nothing twice.
+idempotent, keyed by event id (or by kind, call and sequence for timer state); ``write`` reports
+which emitted events are new, so a replayed batch publishes nothing twice.
+
+Timer rows hold a kind's state as JSON: the store never interprets it (``agents.timer_book`` and
+the kinds in ``domain.timers`` do).
 
 ``InMemoryStore`` implements the same contract for fast unit tests of the agents.
 """
@@ -11,18 +14,53 @@ events are new, so a replayed batch publishes nothing twice.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-from domain.sla import SlaTimer
-from schemas.calls import CallClosed, CallReceived, UnitArrived, UnitDispatched
+from domain.timers.kind import TimerEvent
+from schemas.calls import CallClosed, CallReceived, FollowupAttempted, FollowupCompleted, UnitArrived, UnitDispatched
 from schemas.deadletter import DeadLetter
-from schemas.sla import SlaEvent
 from schemas.triage import TriageDecision
 
-LifecycleEvent = UnitDispatched | UnitArrived | CallClosed
+LifecycleEvent = UnitDispatched | UnitArrived | CallClosed | FollowupAttempted | FollowupCompleted
+TimerKey = tuple[str, str, int]  # (kind, call_id, seq)
+
+
+class StaleTimerRead(Exception):
+    """Another worker created a timer this batch read as absent (a rebalance): retry the batch.
+
+    Rows that exist are locked for the batch; a row that does not exist cannot be, so a lagging
+    worker's insert would otherwise overwrite the newer state another worker has just written.
+    """
+
+
+@dataclass(frozen=True)
+class TimerRow:
+    """One timer as stored: its key, the call's partition, the kind's JSON state and next deadline."""
+
+    kind: str
+    call_id: str
+    seq: int
+    partition: int
+    state: Mapping[str, Any]
+    next_deadline_at: datetime | None
+    stored: bool = False  # read from the store (written back with an update) or new (inserted)
+    failed_reason: str | None = None
+
+    @property
+    def key(self) -> TimerKey:
+        return (self.kind, self.call_id, self.seq)
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A dead letter and every byte of the record it was made from."""
+
+    letter: DeadLetter
+    original_value: bytes
+    original_key: bytes | None = None
 
 
 @dataclass
@@ -32,46 +70,47 @@ class BatchWrite:
     calls: list[tuple[CallReceived, str | None]] = field(default_factory=list)  # (call, person_ref)
     decisions: list[TriageDecision] = field(default_factory=list)
     lifecycle: list[LifecycleEvent] = field(default_factory=list)
-    timers: list[SlaTimer] = field(default_factory=list)
-    sla_events: list[SlaEvent] = field(default_factory=list)
-    dead_letters: list[tuple[DeadLetter, bytes]] = field(default_factory=list)  # (letter, original)
+    timers: list[TimerRow] = field(default_factory=list)
+    timer_events: list[tuple[str, TimerEvent]] = field(default_factory=list)  # (kind, event)
+    dead_letters: list[RejectedRecord] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class Stored:
     """Event ids stored for the first time by a ``write``: exactly the ones to publish."""
 
-    decision_ids: frozenset[str]
-    sla_event_ids: frozenset[str]
-    dead_letter_ids: frozenset[str]
+    decision_ids: frozenset[str] = frozenset()
+    timer_event_ids: frozenset[str] = frozenset()
+    dead_letter_ids: frozenset[str] = frozenset()
 
 
 class StoreTransaction(Protocol):
-    async def lock_timers(self, call_ids: Sequence[str]) -> dict[str, SlaTimer]:
-        """Existing timers of these calls, locked until the transaction ends."""
+    async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
+        """Every timer of these calls (all kinds, all sequences), locked until the transaction ends."""
         ...
 
     async def latest_decisions(self, call_ids: Sequence[str]) -> dict[str, TriageDecision]:
         """The current decision (the newest, override or not) of each of these calls."""
         ...
 
-    async def due_timers(self, before: datetime, partition: int | None, limit: int) -> list[SlaTimer]:
-        """Running timers whose next deadline is before ``before``; rows locked elsewhere are skipped."""
+    async def due_timers(self, before: datetime, partitions: Collection[int] | None, limit: int) -> list[TimerRow]:
+        """Running timers due before ``before`` on these partitions (all when ``None``), oldest deadline
+        first; rows another transaction holds are skipped, the ones returned are locked."""
         ...
 
-    async def write(self, batch: BatchWrite) -> Stored: ...
+    async def write(self, batch: BatchWrite) -> Stored:
+        """Store the batch idempotently; raises ``StaleTimerRead`` when a new timer already exists."""
+        ...
 
 
 class Store(Protocol):
     def transaction(self) -> contextlib.AbstractAsyncContextManager[StoreTransaction]: ...
 
-    async def count_running_timers(self) -> int: ...
+    async def count_running_timers(self) -> dict[str, int]:
+        """Running timers by kind."""
+        ...
 
     async def close(self) -> None: ...
-
-
-def _next_deadline(timer: SlaTimer) -> datetime | None:
-    return timer.next_deadline
 
 
 class InMemoryStore:
@@ -81,9 +120,9 @@ class InMemoryStore:
         self.calls: dict[str, CallReceived] = {}
         self.decisions: dict[str, TriageDecision] = {}
         self.lifecycle: dict[str, LifecycleEvent] = {}
-        self.timers: dict[str, SlaTimer] = {}
-        self.sla_events: dict[str, SlaEvent] = {}
-        self.dead_letters: dict[str, DeadLetter] = {}
+        self.timers: dict[TimerKey, TimerRow] = {}
+        self.timer_events: dict[str, tuple[str, TimerEvent]] = {}
+        self.dead_letters: dict[str, RejectedRecord] = {}
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[_InMemoryTransaction]:
@@ -91,11 +130,23 @@ class InMemoryStore:
         yield tx
         tx.commit()
 
-    async def count_running_timers(self) -> int:
-        return sum(1 for timer in self.timers.values() if timer.running)
+    async def count_running_timers(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for row in self.timers.values():
+            if row.next_deadline_at is not None:
+                counts[row.kind] = counts.get(row.kind, 0) + 1
+        return counts
 
     async def close(self) -> None:
         return None
+
+    def timer_states(self, kind: str) -> dict[str, Mapping[str, Any]]:
+        """Test helper: the current (highest sequence) state of each call's timer of ``kind``."""
+        current: dict[str, TimerRow] = {}
+        for row in self.timers.values():
+            if row.kind == kind and (row.call_id not in current or row.seq > current[row.call_id].seq):
+                current[row.call_id] = row
+        return {call_id: row.state for call_id, row in current.items()}
 
 
 class _InMemoryTransaction:
@@ -103,8 +154,9 @@ class _InMemoryTransaction:
         self.store = store
         self.pending: BatchWrite | None = None
 
-    async def lock_timers(self, call_ids: Sequence[str]) -> dict[str, SlaTimer]:
-        return {cid: self.store.timers[cid] for cid in call_ids if cid in self.store.timers}
+    async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
+        wanted = set(call_ids)
+        return [row for key, row in sorted(self.store.timers.items()) if row.call_id in wanted]
 
     async def latest_decisions(self, call_ids: Sequence[str]) -> dict[str, TriageDecision]:
         latest: dict[str, TriageDecision] = {}
@@ -115,26 +167,27 @@ class _InMemoryTransaction:
                     latest[decision.call_id] = decision
         return latest
 
-    async def due_timers(self, before: datetime, partition: int | None, limit: int) -> list[SlaTimer]:
+    async def due_timers(self, before: datetime, partitions: Collection[int] | None, limit: int) -> list[TimerRow]:
         due = [
-            timer
-            for timer in self.store.timers.values()
-            if (deadline := _next_deadline(timer)) is not None
-            and deadline < before
-            and (partition is None or timer.partition == partition)
+            row for row in self.store.timers.values()
+            if row.next_deadline_at is not None and row.next_deadline_at < before
+            and (partitions is None or row.partition in partitions)
         ]
-        return sorted(due, key=lambda t: (t.next_deadline, t.call_id))[:limit]
+        return sorted(due, key=lambda row: (row.next_deadline_at, row.key))[:limit]
 
     async def write(self, batch: BatchWrite) -> Stored:
+        for row in batch.timers:
+            if not row.stored and row.key in self.store.timers:
+                raise StaleTimerRead(f"timer {row.key} was created by another transaction")
         # Applied at commit, like a real transaction; new ids are computed now.
         self.pending = batch
         return Stored(
             decision_ids=frozenset(d.event_id for d in batch.decisions if d.event_id not in self.store.decisions),
-            sla_event_ids=frozenset(
-                e.event_id for e in batch.sla_events if e.event_id not in self.store.sla_events
+            timer_event_ids=frozenset(
+                e.event_id for _, e in batch.timer_events if e.event_id not in self.store.timer_events
             ),
             dead_letter_ids=frozenset(
-                d.event_id for d, _ in batch.dead_letters if d.event_id not in self.store.dead_letters
+                r.letter.event_id for r in batch.dead_letters if r.letter.event_id not in self.store.dead_letters
             ),
         )
 
@@ -148,9 +201,10 @@ class _InMemoryTransaction:
             s.decisions.setdefault(decision.event_id, decision)
         for event in b.lifecycle:
             s.lifecycle.setdefault(event.event_id, event)
-        for timer in b.timers:
-            s.timers[timer.call_id] = timer
-        for sla_event in b.sla_events:
-            s.sla_events.setdefault(sla_event.event_id, sla_event)
-        for letter, _ in b.dead_letters:
-            s.dead_letters.setdefault(letter.event_id, letter)
+        for row in b.timers:
+            s.timers[row.key] = TimerRow(row.kind, row.call_id, row.seq, row.partition, row.state,
+                                         row.next_deadline_at, True, row.failed_reason)
+        for kind, timer_event in b.timer_events:
+            s.timer_events.setdefault(timer_event.event_id, (kind, timer_event))
+        for rejected in b.dead_letters:
+            s.dead_letters.setdefault(rejected.letter.event_id, rejected)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,35 +17,15 @@ import asyncpg
 import orjson
 
 from domain.policy import SAFETY_FLAGS
-from domain.sla import SlaTimer
-from schemas.sla import Response
 from schemas.triage import Route, TriageDecision
-from sinks.base import BatchWrite, Stored
+from sinks.base import BatchWrite, StaleTimerRead, Stored, TimerRow
 
-# sla_timers as the store reads and writes it: "name type" pairs, in one place.
-_TIMER_FIELDS = (
-    "call_id text, response text, requested_at timestamptz, warning_at timestamptz, breach_at timestamptz,"
-    " partition integer, district text, warned boolean, breached boolean, dispatched_at timestamptz,"
-    " arrived_at timestamptz, closed_at timestamptz, next_deadline_at timestamptz"
-)
-_TIMER_NAMES = [field.split()[0] for field in _TIMER_FIELDS.split(",")]
-_TIMER_COLUMNS = ", ".join(_TIMER_NAMES)
+_TIMER_COLUMNS = "kind, call_id, seq, partition, state, next_deadline_at, failed_reason"
 
-def _timer_from_row(row: asyncpg.Record) -> SlaTimer:
-    return SlaTimer(
-        call_id=row["call_id"],
-        response=Response(row["response"]),
-        requested_at=row["requested_at"],
-        warning_at=row["warning_at"],
-        breach_at=row["breach_at"],
-        partition=row["partition"],
-        district=row["district"],
-        warned=row["warned"],
-        breached=row["breached"],
-        arrived_at=row["arrived_at"],
-        dispatched_at=row["dispatched_at"],
-        closed_at=row["closed_at"],
-    )
+
+def _timer_from_row(row: asyncpg.Record) -> TimerRow:
+    return TimerRow(row["kind"], row["call_id"], row["seq"], row["partition"], orjson.loads(row["state"]),
+                    row["next_deadline_at"], stored=True, failed_reason=row["failed_reason"])
 
 
 def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
@@ -63,8 +43,11 @@ def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
         center_id=row["center_id"],
         district=row["district"],
         person_ref=row["person_ref"],
+        safety_flags=tuple(row["safety_flags"]),
         previous_route=Route(row["previous_route"]) if row["previous_route"] else None,
         overridden_by=row["overridden_by"],
+        approved_by=row["approved_by"],
+        approved_by_role=row["approved_by_role"],
         override_reason=row["override_reason"],
     )
 
@@ -75,16 +58,16 @@ class PostgresTransaction:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
 
-    async def lock_timers(self, call_ids: Sequence[str]) -> dict[str, SlaTimer]:
+    async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
         if not call_ids:
-            return {}
+            return []
         # Ordered locking: two workers briefly sharing a partition during a rebalance never deadlock.
         rows = await self.conn.fetch(
-            f"SELECT {_TIMER_COLUMNS} FROM sla_timers WHERE call_id = ANY($1::text[])"
-            " ORDER BY call_id FOR UPDATE",
+            f"SELECT {_TIMER_COLUMNS} FROM timers WHERE call_id = ANY($1::text[])"
+            " ORDER BY kind, call_id, seq FOR UPDATE",
             list(set(call_ids)),
         )
-        return {row["call_id"]: _timer_from_row(row) for row in rows}
+        return [_timer_from_row(row) for row in rows]
 
     async def latest_decisions(self, call_ids: Sequence[str]) -> dict[str, TriageDecision]:
         if not call_ids:
@@ -96,14 +79,16 @@ class PostgresTransaction:
         )
         return {row["call_id"]: _decision_from_row(row) for row in rows}
 
-    async def due_timers(self, before: datetime, partition: int | None, limit: int) -> list[SlaTimer]:
+    async def due_timers(self, before: datetime, partitions: Collection[int] | None, limit: int) -> list[TimerRow]:
+        if partitions is not None and not partitions:
+            return []
         rows = await self.conn.fetch(
-            f"SELECT {_TIMER_COLUMNS} FROM sla_timers"
+            f"SELECT {_TIMER_COLUMNS} FROM timers"
             " WHERE next_deadline_at IS NOT NULL AND next_deadline_at < $1"
-            " AND ($2::integer IS NULL OR partition = $2)"
+            " AND ($2::integer[] IS NULL OR partition = ANY($2::integer[]))"
             " ORDER BY next_deadline_at LIMIT $3 FOR UPDATE SKIP LOCKED",
             before,
-            partition,
+            sorted(partitions) if partitions is not None else None,
             limit,
         )
         return [_timer_from_row(row) for row in rows]
@@ -137,38 +122,56 @@ class PostgresTransaction:
                  "decided_at": d.decided_at, "route": d.route, "reasons": d.reasons, "policy_name": d.policy_name,
                  "policy_version": d.policy_version, "second_response_requested": d.second_response_requested,
                  "center_id": d.center_id, "district": d.district, "person_ref": d.person_ref,
-                 "previous_route": d.previous_route, "overridden_by": d.overridden_by,
+                 "safety_flags": d.safety_flags, "previous_route": d.previous_route, "overridden_by": d.overridden_by,
+                 "approved_by": d.approved_by, "approved_by_role": d.approved_by_role,
                  "override_reason": d.override_reason}
                 for d in batch.decisions
             ], returning=True)
         if batch.lifecycle:
             await self._insert(_INSERT_CALL_EVENTS, [
                 {"event_id": e.event_id, "call_id": e.call_id, "type": e.type, "occurred_at": e.occurred_at,
-                 "unit_id": getattr(e, "unit_id", None), "unit_type": getattr(e, "unit_type", None),
-                 "disposition": getattr(e, "disposition", None)}
+                 **{name: getattr(e, name, None) for name in _LIFECYCLE_DETAILS}}
                 for e in batch.lifecycle
             ])
         if batch.timers:
-            await self._insert(_UPSERT_TIMERS, [{**t._asdict(), "next_deadline_at": t.next_deadline}
-                                                for t in batch.timers])
-        sla_ids: list[str] = []
-        if batch.sla_events:
-            sla_ids = await self._insert(_INSERT_SLA_EVENTS, [
-                {"event_id": e.event_id, "type": e.type, "call_id": e.call_id, "response": e.response,
-                 "requested_at": e.requested_at, "deadline_at": e.deadline_at, "occurred_at": e.occurred_at,
-                 "arrival_seconds": e.arrival_seconds, "district": e.district}
-                for e in batch.sla_events
+            await self._write_timers(batch.timers)
+        timer_event_ids: list[str] = []
+        if batch.timer_events:
+            timer_event_ids = await self._insert(_INSERT_TIMER_EVENTS, [
+                {"event_id": e.event_id, "kind": kind, "type": e.type, "call_id": e.call_id,
+                 "occurred_at": e.occurred_at, "payload": e.model_dump(mode="json")}
+                for kind, e in batch.timer_events
             ], returning=True)
         dead_ids: list[str] = []
         if batch.dead_letters:
             dead_ids = await self._insert(_INSERT_DEAD_LETTERS, [
-                {"event_id": d.event_id, "source_topic": d.source_topic, "source_partition": d.source_partition,
-                 "source_offset": d.source_offset, "source_key": d.source_key, "reason": d.reason,
-                 "error": d.error, "original_value": base64.b64encode(original).decode(),
-                 "dead_lettered_at": d.dead_lettered_at}
-                for d, original in batch.dead_letters
+                {"event_id": r.letter.event_id, "source_topic": r.letter.source_topic,
+                 "source_partition": r.letter.source_partition, "source_offset": r.letter.source_offset,
+                 "source_key": r.letter.source_key, "reason": r.letter.reason, "error": r.letter.error,
+                 "original_value": base64.b64encode(r.original_value).decode(),
+                 "original_key": base64.b64encode(r.original_key).decode() if r.original_key is not None else None,
+                 "dead_lettered_at": r.letter.dead_lettered_at}
+                for r in batch.dead_letters
             ], returning=True)
-        return Stored(frozenset(decision_ids), frozenset(sla_ids), frozenset(dead_ids))
+        return Stored(frozenset(decision_ids), frozenset(timer_event_ids), frozenset(dead_ids))
+
+    async def _write_timers(self, rows: Sequence[TimerRow]) -> None:
+        """Update the rows this batch locked; insert the new ones, and refuse to overwrite a row
+        another worker created after this batch found none (``StaleTimerRead``: retry the batch)."""
+        new = [_timer_fields(row) for row in rows if not row.stored]
+        known = [_timer_fields(row) for row in rows if row.stored]
+        if new:
+            inserted = await self._insert(_INSERT_TIMERS, new, returning=True)
+            if len(inserted) != len(new):
+                raise StaleTimerRead(f"{len(new) - len(inserted)} new timer(s) were created meanwhile by another "
+                                     "worker (a rebalance): the batch is read again")
+        if known:
+            await self._insert(_UPDATE_TIMERS, known)
+
+
+def _timer_fields(row: TimerRow) -> dict[str, Any]:
+    return {"kind": row.kind, "call_id": row.call_id, "seq": row.seq, "partition": row.partition,
+            "state": row.state, "next_deadline_at": row.next_deadline_at, "failed_reason": row.failed_reason}
 
 
 def _json_insert(table: str, columns: str, conflict: str, returning: str = "") -> str:
@@ -193,34 +196,38 @@ _INSERT_DECISIONS = _json_insert(
     "triage_decisions",
     "event_id text, type text, call_id text, source_event_id text, decided_at timestamptz, route text,"
     " reasons text[], policy_name text, policy_version text, second_response_requested boolean, center_id text,"
-    " district text, person_ref text, previous_route text, overridden_by text, override_reason text",
+    " district text, person_ref text, safety_flags text[], previous_route text, overridden_by text,"
+    " approved_by text, approved_by_role text, override_reason text",
     "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
+# The fields of lifecycle events beyond the common four, each a column of call_events.
+_LIFECYCLE_DETAILS = ("unit_id", "unit_type", "disposition", "attempt_result", "attempted_by", "channel", "linkage",
+                      "completed_by")
 _INSERT_CALL_EVENTS = _json_insert(
     "call_events",
-    "event_id text, call_id text, type text, occurred_at timestamptz, unit_id text, unit_type text,"
-    " disposition text",
+    "event_id text, call_id text, type text, occurred_at timestamptz, "
+    + ", ".join(f"{name} text" for name in _LIFECYCLE_DETAILS),
     "ON CONFLICT DO NOTHING",
 )
-_UPSERT_TIMERS = _json_insert(
-    "sla_timers",
-    _TIMER_FIELDS,
-    # The batch holds the row locked and its state is complete: a restarted timer (a new request
-    # after an override) replaces every field, not only the flags.
-    "ON CONFLICT (call_id) DO UPDATE SET "
-    + ", ".join(f"{name} = EXCLUDED.{name}" for name in _TIMER_NAMES if name != "call_id")
-    + ", updated_at = now()",
+_TIMER_RECORD = ("kind text, call_id text, seq integer, partition integer, state jsonb,"
+                 " next_deadline_at timestamptz, failed_reason text")
+_INSERT_TIMERS = _json_insert("timers", _TIMER_RECORD, "ON CONFLICT DO NOTHING", "RETURNING call_id")
+# The batch holds these rows locked and its state is complete: every field is replaced.
+_UPDATE_TIMERS = (
+    "UPDATE timers SET partition = rows.partition, state = rows.state, next_deadline_at = rows.next_deadline_at,"
+    " failed_reason = rows.failed_reason, updated_at = now()"
+    f" FROM json_to_recordset($1::json) AS rows({_TIMER_RECORD})"
+    " WHERE timers.kind = rows.kind AND timers.call_id = rows.call_id AND timers.seq = rows.seq"
 )
-_INSERT_SLA_EVENTS = _json_insert(
-    "sla_events",
-    "event_id text, type text, call_id text, response text, requested_at timestamptz, deadline_at timestamptz,"
-    " occurred_at timestamptz, arrival_seconds float8, district text",
+_INSERT_TIMER_EVENTS = _json_insert(
+    "timer_events",
+    "event_id text, kind text, type text, call_id text, occurred_at timestamptz, payload jsonb",
     "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
 _INSERT_DEAD_LETTERS = _json_insert(
     "dead_letters",
     "event_id text, source_topic text, source_partition integer, source_offset bigint, source_key text,"
-    " reason text, error text, original_value bytea, dead_lettered_at timestamptz",
+    " reason text, error text, original_value bytea, original_key bytea, dead_lettered_at timestamptz",
     "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
 
@@ -240,8 +247,10 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
 
-    async def count_running_timers(self) -> int:
-        return int(await self.pool.fetchval("SELECT count(*) FROM sla_timers WHERE next_deadline_at IS NOT NULL"))
+    async def count_running_timers(self) -> dict[str, int]:
+        rows = await self.pool.fetch(
+            "SELECT kind, count(*) AS n FROM timers WHERE next_deadline_at IS NOT NULL GROUP BY kind")
+        return {row["kind"]: int(row["n"]) for row in rows}
 
     async def close(self) -> None:
         await self.pool.close()

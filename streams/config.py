@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 
@@ -27,6 +28,9 @@ class Settings:
     timer_clock: Literal["wall", "event"] = "wall"
     timer_tick_seconds: float = 1.0
     timer_lateness_seconds: float = 5.0
+    # Event times outside [event_time_not_before, wall clock + event_time_max_ahead_seconds] are refused.
+    event_time_not_before: str = "1900-01-01T00:00:00+00:00"
+    event_time_max_ahead_seconds: float = 86400.0
     batch_max_events: int = 1000
     batch_within_seconds: float = 0.02
     broker_session_timeout_seconds: float = 30.0
@@ -37,7 +41,7 @@ class Settings:
         clock = _env("CRISIS_TIMER_CLOCK", "wall")
         if clock not in ("wall", "event"):
             raise ValueError(f"CRISIS_TIMER_CLOCK must be 'wall' or 'event', got {clock!r}")
-        return cls(
+        settings = cls(
             kafka_bootstrap=_env("KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
             database_url=_env("DATABASE_URL", cls.database_url),
             app_id=_env("CRISIS_APP_ID", cls.app_id),
@@ -49,6 +53,10 @@ class Settings:
             timer_clock=clock,  # type: ignore[arg-type]
             timer_tick_seconds=float(_env("CRISIS_TIMER_TICK_SECONDS", str(cls.timer_tick_seconds))),
             timer_lateness_seconds=float(_env("CRISIS_TIMER_LATENESS_SECONDS", str(cls.timer_lateness_seconds))),
+            event_time_not_before=_env("CRISIS_EVENT_TIME_NOT_BEFORE", cls.event_time_not_before),
+            event_time_max_ahead_seconds=float(
+                _env("CRISIS_EVENT_TIME_MAX_AHEAD_SECONDS", str(cls.event_time_max_ahead_seconds))
+            ),
             batch_max_events=int(_env("CRISIS_BATCH_MAX_EVENTS", str(cls.batch_max_events))),
             batch_within_seconds=float(_env("CRISIS_BATCH_WITHIN_SECONDS", str(cls.batch_within_seconds))),
             broker_session_timeout_seconds=float(
@@ -56,6 +64,8 @@ class Settings:
             ),
             log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
         )
+        settings.earliest_event_time  # noqa: B018 - refuse a bad value now, not at the first event
+        return settings
 
     def as_env(self) -> dict[str, str]:
         """These settings as the environment of a worker process (demo, tests, benchmark)."""
@@ -70,12 +80,22 @@ class Settings:
             "CRISIS_TIMER_CLOCK": self.timer_clock,
             "CRISIS_TIMER_TICK_SECONDS": str(self.timer_tick_seconds),
             "CRISIS_TIMER_LATENESS_SECONDS": str(self.timer_lateness_seconds),
+            "CRISIS_EVENT_TIME_NOT_BEFORE": self.event_time_not_before,
+            "CRISIS_EVENT_TIME_MAX_AHEAD_SECONDS": str(self.event_time_max_ahead_seconds),
             "CRISIS_BATCH_MAX_EVENTS": str(self.batch_max_events),
             "CRISIS_BATCH_WITHIN_SECONDS": str(self.batch_within_seconds),
             "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": str(self.broker_session_timeout_seconds),
             "CRISIS_LOG_LEVEL": self.log_level,
             **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
         }
+
+    @property
+    def earliest_event_time(self) -> datetime:
+        """``event_time_not_before`` parsed (an RFC 3339 time with an offset)."""
+        moment = datetime.fromisoformat(self.event_time_not_before)
+        if moment.tzinfo is None:
+            raise ValueError(f"CRISIS_EVENT_TIME_NOT_BEFORE needs a UTC offset, got {self.event_time_not_before!r}")
+        return moment
 
     def topic(self, name: str) -> str:
         """The full name of one of our topics (a prefix isolates test runs on a shared broker)."""

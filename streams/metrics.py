@@ -1,29 +1,30 @@
 """Prometheus metrics of the pipeline, defined once. Base units (seconds), ``_total`` counters.
 
-Label values are bounded: event types, routes, responses and dead-letter reasons are closed sets.
+Label values are bounded: event types, routes, responses, timer kinds, linkages and dead-letter
+reasons are closed sets, and every label combination is created at zero (an alert on ``rate()``
+cannot see a series' first increment).
 """
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from schemas.calls import CALL_EVENT_TYPES
+from domain.timers.followup import FIRST_ATTEMPT_SECONDS
+from domain.timers.registry import TIMER_KINDS
+from schemas.calls import CALL_EVENT_TYPES, Linkage
+from schemas.deadletter import DEAD_LETTER_REASONS
+from schemas.followups import FOLLOWUP_EVENT_TYPES
 from schemas.sla import Response
 from schemas.triage import Route
 
-DEAD_LETTER_REASONS = (
-    "invalid_json", "unknown_type", "missing_type", "missing_field", "invalid_field", "unknown_call",
-    "processing_error", "unstorable",
-)
 SLA_EVENT_TYPES = ("sla.warning", "sla.breached", "sla.met", "sla.late_arrival")
 RETRY_STAGES = ("batch", "wall_clock_timers")
-UNMATCHED_REASONS = (
-    "arrival_without_timer", "duplicate_arrival", "arrival_after_close", "dispatch_without_timer",
-    "arrival_before_dispatch",
-)
+SAFETY_OVERRIDE_OUTCOMES = ("approved", "refused")
+UNMATCHED_REASONS = tuple(note for kind in TIMER_KINDS for note in kind.notes)
 
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 ARRIVAL_BUCKETS_SECONDS = (60, 120, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
+FOLLOWUP_BUCKETS_SECONDS = tuple(hours * 3600 for hours in (1, 4, 8, 24, 48, 72, 120, 168, 336, 720))
 
 
 class PipelineMetrics:
@@ -44,14 +45,27 @@ class PipelineMetrics:
             ["from_route", "to_route"],
             registry=r,
         )
+        self.safety_overrides = Counter(
+            "crisis_triage_safety_overrides",
+            "Overrides lowering police involvement on a call with a safety flag: approved by an allowed role, "
+            "or refused (dead-lettered).",
+            ["outcome"],
+            registry=r,
+        )
         self.dead_letters = Counter(
             "crisis_deadletter_events", "Inbound records sent to the dead-letter topic, by reason.",
             ["reason"], registry=r,
         )
         self.decision_latency = Histogram(
             "crisis_decision_latency_seconds",
-            "Seconds from a call's occurred_at to its decision stored in Postgres.",
+            "Seconds from a call's occurred_at to its decision stored in Postgres (events from the future: "
+            "crisis_events_from_future_total).",
             buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.events_from_future = Counter(
+            "crisis_events_from_future",
+            "Calls whose occurred_at was after the moment their decision was stored (a CAD clock running fast).",
             registry=r,
         )
         self.batch_duration = Histogram(
@@ -61,7 +75,13 @@ class PipelineMetrics:
             registry=r,
         )
         self.batch_retries = Counter(
-            "crisis_batch_retries", "Batches retried after a Postgres or Kafka error.", ["stage"], registry=r
+            "crisis_batch_retries", "Batches retried after a transient Postgres or Kafka error.", ["stage"],
+            registry=r,
+        )
+        self.records_skipped = Counter(
+            "crisis_records_skipped",
+            "Records that could be neither stored nor dead-lettered (logged with topic, partition and offset).",
+            registry=r,
         )
         self.sla_events = Counter(
             "crisis_sla_events", "SLA events emitted, by type and response.", ["type", "response"], registry=r
@@ -73,13 +93,36 @@ class PipelineMetrics:
             buckets=ARRIVAL_BUCKETS_SECONDS,
             registry=r,
         )
-        self.sla_timers_pending = Gauge(
-            "crisis_sla_timers_pending", "Co-responder arrival timers still running.", registry=r
+        self.followup_events = Counter(
+            "crisis_followup_events", "Follow-up events emitted, by type.", ["type"], registry=r
         )
-        self.sla_timer_lag = Histogram(
-            "crisis_sla_timer_lag_seconds",
-            "Seconds between a deadline and the moment the wall-clock ticker fired it.",
+        self.followups_completed = Counter(
+            "crisis_followups_completed", "Follow-ups completed, by linkage to care.", ["linkage"], registry=r
+        )
+        self.followup_first_attempt = Histogram(
+            "crisis_followup_first_attempt_seconds",
+            "Seconds from the end of a crisis contact to the first follow-up attempt.",
+            buckets=FOLLOWUP_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.timers_pending = Gauge(
+            "crisis_timers_pending",
+            "Timers still running, by kind (sla_arrival: teams awaited; followup: follow-ups open).",
+            ["kind"],
+            registry=r,
+        )
+        self.timer_lag = Histogram(
+            "crisis_timer_lag_seconds",
+            "Seconds between the moment a deadline could first fire (deadline plus the allowed lateness) and "
+            "its firing, on either path (a batch's event time or the wall-clock ticker); live mode only.",
+            ["kind"],
             buckets=LATENCY_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.timer_failures = Counter(
+            "crisis_timer_failures",
+            "Timers stopped because their kind's code failed on them (timers.failed_reason says why).",
+            ["kind"],
             registry=r,
         )
         self.unmatched_events = Counter(
@@ -88,6 +131,8 @@ class PipelineMetrics:
             ["reason"],
             registry=r,
         )
+        # Histograms a timer kind observes through its steps, by name.
+        self.observations = {FIRST_ATTEMPT_SECONDS: self.followup_first_attempt}
         self._start_at_zero()
 
     def _start_at_zero(self) -> None:
@@ -100,13 +145,23 @@ class PipelineMetrics:
             self.dead_letters.labels(reason)
         for stage in RETRY_STAGES:
             self.batch_retries.labels(stage)
+        for outcome in SAFETY_OVERRIDE_OUTCOMES:
+            self.safety_overrides.labels(outcome)
         for kind in SLA_EVENT_TYPES:
             for response in Response:
                 self.sla_events.labels(kind, response.value)
         for response in Response:
             self.sla_arrival.labels(response.value)
+        for followup_type in FOLLOWUP_EVENT_TYPES:
+            self.followup_events.labels(followup_type)
+        for linkage in Linkage:
+            self.followups_completed.labels(linkage.value)
         for before in Route:
             for after in Route:
                 self.overrides.labels(before.value, after.value)
+        for timer_kind in TIMER_KINDS:
+            self.timers_pending.labels(timer_kind.name)
+            self.timer_lag.labels(timer_kind.name)
+            self.timer_failures.labels(timer_kind.name)
         for reason in UNMATCHED_REASONS:
             self.unmatched_events.labels(reason)

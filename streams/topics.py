@@ -7,7 +7,12 @@ import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import BaseModel
 
+from schemas.deadletter import DeadLetter
+from schemas.followups import FollowupEvent
+from schemas.sla import SlaEvent
+from schemas.triage import TriageDecision
 from streams.config import Settings
 
 log = logging.getLogger(__name__)
@@ -15,9 +20,18 @@ log = logging.getLogger(__name__)
 CALLS = "crisis.calls.v1"  # inbound: every lifecycle event of a call, from CAD integrations
 TRIAGE = "crisis.triage.v1"  # partner topic: triage decisions and overrides
 SLA = "crisis.sla.v1"  # partner topic: co-responder arrival warnings, breaches, arrivals
+FOLLOWUPS = "crisis.followups.v1"  # partner topic: follow-ups due, overdue, completed, dropped out, expired
 DEADLETTER = "crisis.deadletter.v1"  # internal: rejected input with reason and original bytes
 
-ALL_TOPICS = (CALLS, TRIAGE, SLA, DEADLETTER)
+ALL_TOPICS = (CALLS, TRIAGE, SLA, FOLLOWUPS, DEADLETTER)
+
+# Where each event we emit is published: one line per event model.
+EMITTED_TOPICS: dict[type[BaseModel], str] = {
+    TriageDecision: TRIAGE,
+    SlaEvent: SLA,
+    FollowupEvent: FOLLOWUPS,
+    DeadLetter: DEADLETTER,
+}
 
 
 async def ensure_topics(settings: Settings, replication_factor: int = 1) -> None:

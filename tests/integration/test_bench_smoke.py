@@ -19,7 +19,8 @@ def test_bench_reports_every_number_on_tansu():
     env = {key: value for key, value in os.environ.items() if key not in ("KAFKA_BOOTSTRAP", "CRISIS_TOPIC_PREFIX")}
     process = subprocess.Popen(
         [sys.executable, "-m", "crisis.cli", "bench", "--json", "--kafka", "tansu", "--calls", "2000",
-         "--latency-seconds", "2", "--latency-rate", "200", "--timers", "2000", "--timer-seconds", "3"],
+         "--latency-seconds", "2", "--latency-rate", "200", "--timers", "2000", "--followups", "1000",
+         "--timer-seconds", "3"],
         env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -39,7 +40,7 @@ def test_bench_reports_every_number_on_tansu():
     assert summary["broker"] == "tansu"
     assert summary["calls"] == 2000
     assert summary["latency_calls"] == 400
-    assert summary["timer_events_fired"] == 4000  # a warning and a breach per timer
+    assert summary["timer_events_fired"] == 5000  # a warning and a breach per SLA timer, one overdue per follow-up
     assert summary["date"]
     # Progress went to stderr, not into the JSON on stdout.
     assert "1/6" in stderr and "1/6" not in stdout

@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agents.calls import CallPipeline, InboundRecord
+from agents.decoding import InboundRecord
+from agents.pipeline import CallPipeline
 from domain.policy import load_policy
+from domain.timers.sla_arrival import SlaArrival, SlaTimer
 from sinks.base import InMemoryStore
 from streams import topics
 from streams.config import Settings
@@ -39,6 +41,10 @@ class Harness:
             records.append(InboundRecord(topics.CALLS, partition, self.offset, key, value))
             self.offset += 1
         await self.pipeline.handle(records)
+
+    def sla_timer(self, call_id: str) -> SlaTimer:
+        """The call's current co-responder arrival timer, as the store holds it."""
+        return SlaArrival(load_policy()).decode(self.store.timer_states("sla_arrival")[call_id])
 
     def published(self, topic: str) -> list[dict[str, Any]]:
         return [json.loads(m.value) for m in self.publisher.on(topic)]
@@ -109,7 +115,7 @@ async def test_override_replaces_route_keeps_both_and_is_counted(call_received_f
     assert len(h.store.decisions) == 2
     assert h.metric("crisis_triage_overrides_total", from_route="diversion_line", to_route="co_responder") == 1
     # Overriding to the co-responder team starts its arrival timer.
-    assert h.store.timers["c1"].requested_at == T0 + timedelta(minutes=2)
+    assert h.sla_timer("c1").requested_at == T0 + timedelta(minutes=2)
 
 
 async def test_override_of_unknown_call_is_dead_lettered():
@@ -150,7 +156,7 @@ async def test_arrival_in_the_same_batch_as_later_events_is_met_not_breached(cal
 async def test_second_response_timer_for_emergency_with_behavioral_concern(call_received_factory):
     h = Harness()
     await h.send(call_received_factory(call_id="c1", weapon_present=True))
-    assert h.store.timers["c1"].response.value == "second"
+    assert h.sla_timer("c1").response.value == "second"
     await h.send(tick(11))  # second response warns after 10 min
     assert [e["type"] for e in h.published(topics.SLA)] == ["sla.warning"]
 
@@ -178,7 +184,7 @@ async def test_wall_clock_fires_deadlines_without_any_event(call_received_factor
     assert fired == 2
     assert [e["type"] for e in h.published(topics.SLA)] == ["sla.warning", "sla.breached"]
     assert await h.pipeline.fire_due_by_wall_clock() == 0  # fired once only
-    assert h.metric("crisis_sla_timers_pending") == 0
+    assert h.metric("crisis_timers_pending", kind="sla_arrival") == 0
 
 
 async def test_wall_clock_mode_never_lets_a_fast_cad_clock_breach_early(call_received_factory):
@@ -190,7 +196,7 @@ async def test_wall_clock_mode_never_lets_a_fast_cad_clock_breach_early(call_rec
 @pytest.mark.parametrize("failures", [1, 3])
 async def test_store_errors_are_retried_not_dropped(call_received_factory, monkeypatch, failures):
     h = Harness()
-    monkeypatch.setattr("agents.calls.RETRY_DELAYS_SECONDS", (0,))
+    monkeypatch.setattr("agents.failures.RETRY_DELAYS_SECONDS", (0,))
     real = h.publisher.publish
     calls = {"n": 0}
 
@@ -224,7 +230,7 @@ def dispatch(call_id: str, minutes: float, unit_type: str = "co_responder") -> d
 async def test_dispatch_is_recorded_and_arrival_before_dispatch_is_explained(call_received_factory):
     h = Harness()
     await h.send(call_received_factory(call_id="c1", person_in_crisis_is_caller=False), dispatch("c1", 2))
-    assert h.store.timers["c1"].dispatched_at == T0 + timedelta(minutes=2)
+    assert h.sla_timer("c1").dispatched_at == T0 + timedelta(minutes=2)
     await h.send(call_received_factory(call_id="c2", person_in_crisis_is_caller=False), arrival("c2", 5))
     assert h.metric("crisis_unmatched_events_total", reason="arrival_before_dispatch") == 1
     assert [e["type"] for e in h.published(topics.SLA)] == ["sla.met"]  # still met: the team is there
@@ -240,7 +246,7 @@ async def test_replaying_a_closed_calls_stream_never_restarts_its_timer(call_rec
     await h.send(*stream)
     await h.send(stream[0])  # the call.received again, e.g. a consumer group reset
     await h.send(tick(60))
-    assert h.store.timers["c1"].closed_at == T0 + timedelta(minutes=5)
+    assert h.sla_timer("c1").closed_at == T0 + timedelta(minutes=5)
     assert h.published(topics.SLA) == []
 
 
@@ -254,9 +260,9 @@ async def test_replayed_overrides_do_not_cancel_the_timer_of_a_later_request(cal
     received = call_received_factory(call_id="c1", person_in_crisis_is_caller=False)
     first, second = override_to("c1", "emergency", 1, 1), override_to("c1", "co_responder", 2, 2)
     await h.send(received, first, second)
-    assert h.store.timers["c1"].requested_at == T0 + timedelta(minutes=2) and h.store.timers["c1"].running
+    assert h.sla_timer("c1").requested_at == T0 + timedelta(minutes=2) and h.sla_timer("c1").running
     await h.send(first, second)  # replayed after a crash: the old close predates the new request
-    assert h.store.timers["c1"].running
+    assert h.sla_timer("c1").running
     await h.send(tick(2 + 16))
     assert [e["type"] for e in h.published(topics.SLA)] == ["sla.warning"]
 
@@ -281,7 +287,7 @@ async def test_nul_characters_and_huge_records_are_dead_lettered_not_retried(cal
     await h.send(json.dumps(event).encode(), huge)
     letters = h.published(topics.DEADLETTER)
     assert [letter["reason"] for letter in letters] == ["invalid_field", "invalid_json"]
-    assert "NUL" in letters[0]["error"]
+    assert "control character" in letters[0]["error"]
     assert letters[1]["original_value_base64"] == "" and "700000 bytes" in letters[1]["error"]
     assert h.metric("crisis_batch_retries_total", stage="batch") == 0
 

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.policy import load_policy
-from domain.sla import SlaTimer, advance, record_arrival, record_close, timer_for
+from domain.timers.sla_arrival import SlaTimer, advance, record_arrival, record_close, timer_for
 from schemas.sla import Response
 from schemas.triage import Route, TriageDecision
 
@@ -22,17 +22,17 @@ def decision(route: Route = Route.CO_RESPONDER, second: bool = False) -> TriageD
 
 
 def timer(response: Response = Response.FIRST) -> SlaTimer:
-    return SlaTimer("c1", response, T0, T0 + timedelta(minutes=15), T0 + timedelta(minutes=20), partition=0)
+    return SlaTimer("c1", response, T0, T0 + timedelta(minutes=15), T0 + timedelta(minutes=20))
 
 
 def test_timer_starts_only_when_the_team_is_requested():
-    first = timer_for(decision(), POLICY, 3)
-    assert first is not None and first.response is Response.FIRST and first.partition == 3
+    first = timer_for(decision(), POLICY)
+    assert first is not None and first.response is Response.FIRST
     assert first.breach_at - first.requested_at == timedelta(seconds=POLICY.sla[Response.FIRST].breach_after_seconds)
-    second = timer_for(decision(Route.EMERGENCY, second=True), POLICY, 0)
+    second = timer_for(decision(Route.EMERGENCY, second=True), POLICY)
     assert second is not None and second.response is Response.SECOND
-    assert timer_for(decision(Route.DIVERSION_LINE), POLICY, 0) is None
-    assert timer_for(decision(Route.EMERGENCY), POLICY, 0) is None
+    assert timer_for(decision(Route.DIVERSION_LINE), POLICY) is None
+    assert timer_for(decision(Route.EMERGENCY), POLICY) is None
 
 
 def test_arrival_exactly_at_the_deadline_meets_it():

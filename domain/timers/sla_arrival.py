@@ -1,4 +1,4 @@
-"""Co-responder arrival timers: pure timer arithmetic, no I/O, no clock of its own.
+"""Co-responder arrival timers (kind ``sla_arrival``): pure timer arithmetic, no I/O, no clock of its own.
 
 A timer starts when a decision requests the co-responder team (first or second response). It
 warns once the warning deadline has passed, breaches once the breach deadline has passed, and
@@ -12,13 +12,20 @@ deadline meets it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from domain.policy import Policy
+from domain.timers.kind import Step, TimerContext
 from domain.triage import deterministic_id
+from schemas.calls import CallClosed, CallEvent, CallReceived, TriageOverridden, UnitArrived, UnitDispatched, UnitType
 from schemas.sla import Response, SlaEvent, SlaEventType
 from schemas.triage import Route, TriageDecision
+
+KIND = "sla_arrival"
+NOTES = ("arrival_without_timer", "duplicate_arrival", "arrival_after_close", "dispatch_without_timer",
+         "arrival_before_dispatch")
 
 
 class SlaTimer(NamedTuple):
@@ -29,7 +36,6 @@ class SlaTimer(NamedTuple):
     requested_at: datetime
     warning_at: datetime
     breach_at: datetime
-    partition: int
     district: str | None = None
     warned: bool = False
     breached: bool = False
@@ -49,7 +55,7 @@ class SlaTimer(NamedTuple):
         return self.breach_at if self.warned else self.warning_at
 
 
-def timer_for(decision: TriageDecision, policy: Policy, partition: int) -> SlaTimer | None:
+def timer_for(decision: TriageDecision, policy: Policy) -> SlaTimer | None:
     """The timer a decision starts, or ``None`` when it does not request the co-responder team."""
     if decision.route is Route.CO_RESPONDER:
         response = Response.FIRST
@@ -64,7 +70,6 @@ def timer_for(decision: TriageDecision, policy: Policy, partition: int) -> SlaTi
         requested_at=decision.decided_at,
         warning_at=decision.decided_at + settings.warning_after,
         breach_at=decision.decided_at + settings.breach_after,
-        partition=partition,
         district=decision.district,
     )
 
@@ -126,3 +131,82 @@ def record_close(timer: SlaTimer, closed_at: datetime) -> tuple[SlaTimer, list[S
         return timer, []
     timer, events = advance(timer, closed_at)
     return timer._replace(closed_at=closed_at), events
+
+
+_TIMES = ("requested_at", "warning_at", "breach_at", "dispatched_at", "arrived_at", "closed_at")
+
+
+class SlaArrival:
+    """The ``sla_arrival`` timer kind: co-responder arrival deadlines, first and second response."""
+
+    name = KIND
+    needs_decision_for = frozenset({"call.received", "triage.overridden"})
+    notes = NOTES
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+
+    def on_event(self, state: SlaTimer | None, event: CallEvent, context: TimerContext) -> Step[SlaTimer]:
+        match event:
+            case CallReceived() | TriageOverridden() if context.decision is not None:
+                return self._on_decision(state, event, context.decision)
+            case UnitDispatched(unit_type=UnitType.CO_RESPONDER):
+                if state is None:
+                    return Step(None, notes=("dispatch_without_timer",))
+                return Step(record_dispatch(state, event.occurred_at))
+            case UnitArrived(unit_type=UnitType.CO_RESPONDER):
+                return self._on_arrival(state, event)
+            case CallClosed() if state is not None:
+                closed, events = record_close(state, event.occurred_at)
+                return Step(closed, tuple(events))
+        return Step(state)
+
+    def _on_decision(self, state: SlaTimer | None, event: CallEvent, decision: TriageDecision) -> Step[SlaTimer]:
+        events: list[SlaEvent] = []
+        if (isinstance(event, TriageOverridden) and state is not None and state.response is Response.FIRST
+                and decision.route is not Route.CO_RESPONDER):
+            # The team is no longer wanted as first responder: stop waiting for it.
+            state, events = record_close(state, event.occurred_at)
+        wanted = timer_for(decision, self.policy)
+        # One timer per request: a replayed decision never restarts it, nor does a new request
+        # while the team is still awaited.
+        if wanted is None or (state is not None and (state.closed_at is None
+                                                     or state.requested_at == wanted.requested_at)):
+            return Step(state, tuple(events))
+        return Step(wanted, tuple(events), started=True)
+
+    @staticmethod
+    def _on_arrival(state: SlaTimer | None, event: UnitArrived) -> Step[SlaTimer]:
+        if state is None:
+            return Step(None, notes=("arrival_without_timer",))
+        if state.arrived_at is not None:
+            return Step(state, notes=("duplicate_arrival",))
+        if state.closed_at is not None:
+            return Step(state, notes=("arrival_after_close",))
+        # Still met or late without a dispatch: the team is there; the CAD's dispatch came late or never.
+        notes = ("arrival_before_dispatch",) if state.dispatched_at is None else ()
+        new_state, events = record_arrival(state, event.occurred_at)
+        return Step(new_state, tuple(events), notes)
+
+    def advance(self, state: SlaTimer, now: datetime) -> Step[SlaTimer]:
+        advanced, events = advance(state, now)
+        return Step(advanced, tuple(events))
+
+    def next_deadline(self, state: SlaTimer) -> datetime | None:
+        return state.next_deadline
+
+    def encode(self, state: SlaTimer) -> dict[str, Any]:
+        data = state._asdict()
+        data["response"] = state.response.value
+        for name in _TIMES:
+            value = data[name]
+            data[name] = value.astimezone(UTC).isoformat() if value is not None else None
+        return data
+
+    def decode(self, data: Mapping[str, Any]) -> SlaTimer:
+        fields = dict(data)
+        fields["response"] = Response(fields["response"])
+        for name in _TIMES:
+            value = fields.get(name)
+            fields[name] = datetime.fromisoformat(value) if value is not None else None
+        return SlaTimer(**fields)

@@ -1,0 +1,85 @@
+"""What a timer kind is: pure domain code that starts, follows and advances one call's timer.
+
+The pipeline keeps every kind's state in one durable table and fires every kind's deadlines on one
+path (``agents.timer_book``); a kind only says what its state is and how it changes:
+
+- ``on_event``: an inbound event of the call was accepted (``state`` is ``None`` when the call has no
+  timer of this kind yet: this is where a kind starts one);
+- ``advance``: fire whatever deadlines have passed by ``now`` (event time or wall clock: the caller
+  decides, so live and replay give the same answers);
+- ``next_deadline``: when ``advance`` next has something to do (``None``: the timer has stopped);
+- ``encode`` / ``decode``: the state as JSON for the store.
+
+Adding a kind is a new module implementing this protocol plus one line in ``domain.timers.registry``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from schemas.calls import CallEvent
+from schemas.followups import FollowupEvent
+from schemas.sla import SlaEvent
+from schemas.triage import TriageDecision
+
+# Every event a timer emits: each type has its partner topic (streams.topics.EMITTED_TOPICS).
+TimerEvent = SlaEvent | FollowupEvent
+
+S = TypeVar("S")
+
+
+@dataclass(frozen=True)
+class TimerContext:
+    """What a kind may look at besides its own state when one of the call's events is applied."""
+
+    # The call's current decision after this event (a new one for call.received and overrides);
+    # None when the call has none, or when the kind did not ask for it for this event type.
+    decision: TriageDecision | None
+
+
+@dataclass(frozen=True)
+class Step(Generic[S]):
+    """The result of one change: the new state, what it emits, and notes explaining odd input.
+
+    ``started`` says the state is a new timer: when the call already had one of this kind, the old
+    one (which must have stopped) is kept as it is and the new one gets the next sequence number.
+    ``observations`` are (histogram name, seconds) pairs for the metrics, from the kind's closed set.
+    """
+
+    state: S | None
+    events: tuple[TimerEvent, ...] = ()
+    notes: tuple[str, ...] = ()
+    started: bool = False
+    observations: tuple[tuple[str, float], ...] = ()
+
+
+class TimerKind(Protocol[S]):
+    """One kind of deadline (see the module docstring)."""
+
+    @property
+    def name(self) -> str:
+        """Stable name, stored with every timer row (``sla_arrival``, ``followup``)."""
+        ...
+
+    @property
+    def needs_decision_for(self) -> frozenset[str]:
+        """Inbound event types after which ``on_event`` needs the call's current decision."""
+        ...
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Every note ``on_event`` may return (a closed set: a metric label)."""
+        ...
+
+    def on_event(self, state: S | None, event: CallEvent, context: TimerContext) -> Step[S]: ...
+
+    def advance(self, state: S, now: datetime) -> Step[S]: ...
+
+    def next_deadline(self, state: S) -> datetime | None: ...
+
+    def encode(self, state: S) -> dict[str, Any]: ...
+
+    def decode(self, data: Mapping[str, Any]) -> S: ...
