@@ -3,6 +3,9 @@
 The mix follows the published figures in the README ("Simulator"): most calls the dispatcher flags
 carry a behavioral-health concern, a minority carry safety flags, arrivals follow a daily cycle,
 co-responder teams are sometimes late (so SLAs breach), and every call closes with a disposition.
+Contacts the policy follows up get follow-up attempts over the following days: many first
+attempts go unanswered, some people are reached and linked to care, some decline, some drop out
+after the last attempt, and some attempts come late or never (overdue, expired).
 The same seed always gives the same stream, event ids included.
 """
 
@@ -16,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from domain.policy import Policy
+from domain.timers.followup import contact_for
 from domain.triage import triage
-from schemas.calls import CallReceived, Concern, Disposition
+from schemas.calls import AttemptResult, CallReceived, Channel, Concern, Disposition, Linkage
 from schemas.triage import Route
 
 DISTRICTS = ("district-1", "district-2", "district-3", "district-4", "district-5", "district-6")
@@ -53,6 +57,17 @@ SCENE_DISPOSITIONS = (
 )
 EMERGENCY_DISPOSITIONS = (Disposition.TRANSPORTED, Disposition.ARRESTED, Disposition.STABILIZED_ON_SCENE)
 
+# Follow-up attempts: what each reaches (weights). Crisis follow-up calls often go unanswered.
+ATTEMPT_RESULTS = {
+    AttemptResult.NO_ANSWER: 0.40, AttemptResult.LEFT_MESSAGE: 0.17, AttemptResult.REACHED: 0.33,
+    AttemptResult.DECLINED: 0.06, AttemptResult.WRONG_NUMBER: 0.04,
+}
+LINKAGES = {
+    Linkage.OUTPATIENT_MENTAL_HEALTH: 0.3, Linkage.SUBSTANCE_USE_TREATMENT: 0.15, Linkage.CRISIS_STABILIZATION: 0.05,
+    Linkage.PRIMARY_CARE: 0.1, Linkage.HOUSING_OR_SOCIAL_SERVICES: 0.1, Linkage.PEER_SUPPORT: 0.1,
+    Linkage.NONE_NEEDED: 0.15, Linkage.DECLINED: 0.05,
+}
+
 
 @dataclass(frozen=True)
 class SimulatedEvent:
@@ -72,6 +87,9 @@ class CitySettings:
     late_team_share: float = 0.12  # co-responder teams arriving after the breach deadline
     juvenile_share: float = 0.08
     close_calls: bool = True
+    followups: bool = True  # follow-up attempts and completions after contacts the policy follows up
+    attempt_skipped_share: float = 0.1  # a due attempt nobody makes (overdue)
+    completion_share: float = 0.85  # of people reached, those whose follow-up is completed with a linkage
 
 
 def _event(kind: str, call_id: str, seq: int, at: datetime, **fields: object) -> SimulatedEvent:
@@ -153,6 +171,38 @@ class City:
             disposition = rng.choice(SCENE_DISPOSITIONS if team_wanted else EMERGENCY_DISPOSITIONS)
         if s.close_calls:
             events.append(_event("call.closed", call_id, seq, closed_at, disposition=str(disposition)))
+            contact = contact_for(decision.route, decision.second_response_requested)
+            followup = self.policy.followup
+            if (s.followups and contact is not None and contact in followup.contacts
+                    and disposition not in followup.skip_dispositions):
+                events.extend(self._followups(call_id, seq + 1, closed_at))
+        return events
+
+    def _followups(self, call_id: str, seq: int, closed_at: datetime) -> list[SimulatedEvent]:
+        """Attempts until the person is reached, declines, or the schedule runs out; then maybe a completion."""
+        rng, settings, events = self.rng, self.policy.followup, []
+        results, weights = list(ATTEMPT_RESULTS), list(ATTEMPT_RESULTS.values())
+        previous = closed_at
+        for number in range(1, settings.attempts_before_dropout + 1):
+            if rng.random() < self.settings.attempt_skipped_share:
+                return events  # nobody makes this attempt: it becomes overdue, then the follow-up expires
+            due = closed_at + settings.attempt_due_after(number)
+            # Mostly before the due time, sometimes a little after it (within or past the grace period).
+            at = max(previous + timedelta(minutes=30), due - timedelta(hours=rng.uniform(-6, 20)))
+            result = rng.choices(results, weights)[0]
+            events.append(_event("followup.attempted", call_id, seq, at, attempt_result=str(result),
+                                 attempted_by=f"clinician-{rng.randrange(1, 12)}",
+                                 channel=str(rng.choice(list(Channel)))))
+            seq += 1
+            previous = at
+            if result is AttemptResult.DECLINED:
+                return events
+            if result is AttemptResult.REACHED:
+                if rng.random() < self.settings.completion_share:
+                    linkage = rng.choices(list(LINKAGES), list(LINKAGES.values()))[0]
+                    events.append(_event("followup.completed", call_id, seq, at + timedelta(hours=rng.uniform(0.5, 72)),
+                                         linkage=str(linkage), completed_by=f"clinician-{rng.randrange(1, 12)}"))
+                return events
         return events
 
     def events(self, calls: int) -> list[SimulatedEvent]:

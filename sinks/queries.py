@@ -102,3 +102,13 @@ async def stored_events(database_url: str, call_prefix: str) -> int:
         return int(await conn.fetchval(
             "SELECT (SELECT count(*) FROM calls WHERE call_id LIKE $1)"
             " + (SELECT count(*) FROM call_events WHERE call_id LIKE $1)", like))
+
+
+async def followups(database_url: str, call_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The current follow-up of each of these calls (the ``followups`` view: status, attempts, linkage)."""
+    async with connection(database_url) as conn:
+        rows = await conn.fetch(
+            "SELECT DISTINCT ON (call_id) call_id, contact, contact_ended_at, status, attempts_made, reached_at,"
+            " ended_at, linkage, person_ref, district, next_deadline_at, failed_reason FROM followups"
+            " WHERE call_id = ANY($1::text[]) ORDER BY call_id, seq DESC", call_ids)
+        return {row["call_id"]: dict(row) for row in rows}

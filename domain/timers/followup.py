@@ -102,15 +102,20 @@ class FollowupTimer(NamedTuple):
         return min(overdue, self.expires_at) if overdue is not None else self.expires_at
 
 
-def contact_of(decision: TriageDecision) -> Contact | None:
-    """The kind of crisis contact a decision leads to, if any."""
-    if decision.route is Route.DIVERSION_LINE:
+def contact_for(route: Route, second_response_requested: bool) -> Contact | None:
+    """The kind of crisis contact a route leads to, if any (police/EMS alone: none)."""
+    if route is Route.DIVERSION_LINE:
         return Contact.DIVERSION_LINE
-    if decision.route is Route.CO_RESPONDER:
+    if route is Route.CO_RESPONDER:
         return Contact.CO_RESPONDER
-    if decision.second_response_requested:
+    if second_response_requested:
         return Contact.SECOND_RESPONSE
     return None
+
+
+def contact_of(decision: TriageDecision) -> Contact | None:
+    """The kind of crisis contact a decision leads to, if any."""
+    return contact_for(decision.route, decision.second_response_requested)
 
 
 def schedule_for(close: CallClosed, decision: TriageDecision, settings: FollowupSettings) -> FollowupTimer | None:

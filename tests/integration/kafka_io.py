@@ -9,14 +9,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 
-async def publish(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes]]) -> int:
+async def publish(bootstrap: str, topic: str, records: Iterable[tuple[str | None, bytes | None]],
+                  partition: int | None = None) -> int:
+    """Publish (key, value) records, hashed by key or all to ``partition``; a ``None`` value is a tombstone."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     sent = 0
     try:
         futures = []
         for key, value in records:
-            futures.append(await producer.send(topic, value, key=key.encode() if key is not None else None))
+            futures.append(await producer.send(topic, value, key=key.encode() if key is not None else None,
+                                               partition=partition))
             sent += 1
         for future in futures:
             await future
