@@ -207,8 +207,9 @@ class CallPipeline:
             except Exception as exc:  # one timer's rows refused for good: find it, keep firing the rest
                 log.error("firing %d due timers failed (%s): isolating the one that fails", len(due_calls),
                           describe(exc, 300))
-                stored, due = Stored(), 0
-                await isolate(sorted(set(due_calls)), self._fire_calls(now), self._stop_failed_timers)
+                isolated: list[Stored] = []
+                await isolate(sorted(set(due_calls)), self._fire_calls(now, isolated), self._stop_failed_timers)
+                stored, due = Stored(timer_event_ids=frozenset().union(*(s.timer_event_ids for s in isolated))), 0
             fired += len(stored.timer_event_ids)
             if due < DUE_TIMERS_PER_QUERY:
                 break
@@ -234,10 +235,12 @@ class CallPipeline:
             log.exception("recording timer metrics failed (the timers are stored)")
         return stored, len(rows)
 
-    def _fire_calls(self, now: datetime) -> Callable[[Sequence[str]], Awaitable[None]]:
+    def _fire_calls(self, now: datetime, results: list[Stored]) -> Callable[[Sequence[str]], Awaitable[None]]:
+        """Fire the due timers of these calls only (isolating a failure); what was stored goes to ``results``."""
         async def fire(call_ids: Sequence[str]) -> None:
-            await retry_transient("wall_clock_timers", lambda: self._fire_round(now, None, call_ids, []),
-                                  self._count_retry)
+            stored, _ = await retry_transient("wall_clock_timers", lambda: self._fire_round(now, None, call_ids, []),
+                                              self._count_retry)
+            results.append(stored)
         return fire
 
     async def _stop_failed_timers(self, call_id: str, exc: Exception) -> None:
