@@ -112,3 +112,29 @@ async def followups(database_url: str, call_ids: list[str]) -> dict[str, dict[st
             " ended_at, linkage, person_ref, district, next_deadline_at, failed_reason FROM followups"
             " WHERE call_id = ANY($1::text[]) ORDER BY call_id, seq DESC", call_ids)
         return {row["call_id"]: dict(row) for row in rows}
+
+
+async def dead_letters(database_url: str, source_topic: str) -> list[dict[str, Any]]:
+    """Every dead letter of records read from ``source_topic``: where from, why, and the original bytes."""
+    async with connection(database_url) as conn:
+        rows = await conn.fetch(
+            "SELECT source_partition, source_offset, source_key, reason, error, original_value, original_key"
+            " FROM dead_letters WHERE source_topic = $1 ORDER BY source_partition, source_offset", source_topic)
+        return [dict(row) for row in rows]
+
+
+async def stored_call_ids(database_url: str, call_ids: list[str]) -> set[str]:
+    """Which of these calls are stored (with their decision)."""
+    async with connection(database_url) as conn:
+        rows = await conn.fetch(
+            "SELECT c.call_id FROM calls c JOIN triage_decisions d ON d.call_id = c.call_id"
+            " WHERE c.call_id = ANY($1::text[])", call_ids)
+        return {row["call_id"] for row in rows}
+
+
+async def timer_events_of(database_url: str, call_ids: list[str]) -> list[tuple[str, str]]:
+    """(call id, event type) of every timer event of these calls, sorted."""
+    async with connection(database_url) as conn:
+        rows = await conn.fetch(
+            "SELECT call_id, type FROM timer_events WHERE call_id = ANY($1::text[]) ORDER BY call_id, type", call_ids)
+        return [(row["call_id"], row["type"]) for row in rows]
