@@ -23,8 +23,8 @@ def migration_files() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(database_url: str) -> list[str]:
-    """Apply pending migrations; returns the names applied (empty when up to date)."""
+async def migrate(database_url: str, up_to: int | None = None) -> list[str]:
+    """Apply pending migrations (up to version ``up_to``, default all); returns the names applied."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
@@ -37,7 +37,7 @@ async def migrate(database_url: str) -> list[str]:
             done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
             applied = []
             for version, name, sql in migration_files():
-                if version in done:
+                if version in done or (up_to is not None and version > up_to):
                     continue
                 async with conn.transaction():
                     await conn.execute(sql)

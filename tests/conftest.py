@@ -64,6 +64,17 @@ async def database_url(postgres_admin_url: str) -> AsyncIterator[str]:
     await drop_database(postgres_admin_url, name)
 
 
+@pytest.fixture
+async def database_url_at_002(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A fresh database migrated only up to 002: the schema before the one timer table."""
+    name = f"crisis_test_{uuid.uuid4().hex[:10]}"
+    await create_database(postgres_admin_url, name)
+    url = with_database(postgres_admin_url, name)
+    await migrate(url, up_to=2)
+    yield url
+    await drop_database(postgres_admin_url, name)
+
+
 @dataclass
 class PipelineEnv:
     """One isolated pipeline deployment: its topics, consumer group and database."""
