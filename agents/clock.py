@@ -45,8 +45,8 @@ def caught_up_partitions(
     """The partitions whose deadlines may fire by the wall clock: read to the end, or nearly live."""
     caught_up = set()
     for partition, position in positions.items():
-        read_to_end = (position.end_offset is not None and position.next_offset is not None
-                       and position.next_offset >= position.end_offset)
+        end, next_offset = position.end_offset, position.next_offset
+        read_to_end = end is not None and (end == 0 or (next_offset is not None and next_offset >= end))
         watermark = watermarks.get(partition)
         if read_to_end or (watermark is not None and watermark >= wall - lateness):
             caught_up.add(partition)
