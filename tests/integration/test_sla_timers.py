@@ -118,6 +118,66 @@ async def _at_least(db: str, sql: str, n: int) -> bool:
     return await fetchval(db, sql) >= n
 
 
+def short_followup_policy(tmp_path: Path, sla: tuple[float, float], hours: tuple[float, float, float],
+                          grace_hours: float, expire_days: float) -> Path:
+    """The short SLA policy with follow-up times shortened too (attempts due, grace, expiry)."""
+    path = short_policy(tmp_path, first=sla, second=sla)
+    text = path.read_text()
+    text = text.replace("attempt_due_after_hours = [24, 72, 168]", f"attempt_due_after_hours = {list(hours)}")
+    text = text.replace("overdue_grace_hours = 4", f"overdue_grace_hours = {grace_hours}")
+    text = text.replace("expire_after_days = 30", f"expire_after_days = {expire_days}")
+    path.write_text(text)
+    return path
+
+
+async def test_sigkill_with_1000_follow_ups_and_1000_sla_timers_fires_each_due_event_once(
+    pipeline_env, call_received_factory, tmp_path
+):
+    """Both kinds on the one timer table: every deadline passes while the worker is down, then two workers
+    restart together (rebalancing while they fire). Each due event exactly once, in Postgres and on the topics."""
+    env, bootstrap, db = pipeline_env, pipeline_env.settings.kafka_bootstrap, pipeline_env.settings.database_url
+    # Follow-up attempt 1 due 7.2 s after the close, overdue 3.6 s later, expired after 25.9 s.
+    policy = short_followup_policy(tmp_path, sla=(8, 12), hours=(0.002, 0.004, 0.006), grace_hours=0.001,
+                                   expire_days=0.0003)
+    overrides = {"CRISIS_POLICY": str(policy), "CRISIS_TIMER_LATENESS_SECONDS": "0.5"}
+    worker = env.worker(**overrides)
+    now = datetime.now(UTC)
+    teams = [call_received_factory(call_id=f"t{n}", event_id=f"t{n}-0", occurred_at=now.isoformat(),
+                                   person_in_crisis_is_caller=False) for n in range(1000)]
+    phones = [call_received_factory(call_id=f"f{n}", event_id=f"f{n}-0", occurred_at=now.isoformat())
+              for n in range(1000)]
+    closes = [{"type": "call.closed", "event_id": f"f{n}-1", "call_id": f"f{n}", "occurred_at": now.isoformat(),
+               "disposition": "resolved_by_phone"} for n in range(1000)]
+    await publish(bootstrap, env.topic(topics.CALLS), as_records(teams + phones + closes))
+    running = "SELECT count(*) FROM timers WHERE next_deadline_at IS NOT NULL"
+    await wait_until(lambda: _at_least(db, running, 2000), 60)
+    await wait_until(lambda: _at_least(db, "SELECT count(*) FROM followup_events WHERE type = 'followup.due'",
+                                       1000), 30)
+    worker.kill()
+    assert await fetchval(db, "SELECT count(*) FROM timer_events WHERE type <> 'followup.due'") == 0
+
+    await asyncio.sleep(max(0.0, (now + timedelta(seconds=28) - datetime.now(UTC)).total_seconds()))
+    env.worker(**overrides)
+    env.worker(**overrides)
+    expired = "SELECT count(*) FROM timer_events WHERE type = 'followup.expired'"
+    breached = "SELECT count(*) FROM timer_events WHERE type = 'sla.breached'"
+    await wait_until(lambda: _at_least(db, expired, 1000), 90)
+    await wait_until(lambda: _at_least(db, breached, 1000), 30)
+    await asyncio.sleep(3)  # let any duplicate that would come, come
+    conn = await asyncpg.connect(db)
+    try:
+        counts = dict(await conn.fetch("SELECT type, count(*) FROM timer_events GROUP BY type"))
+    finally:
+        await conn.close()
+    assert counts == {"sla.warning": 1000, "sla.breached": 1000, "followup.due": 1000, "followup.overdue": 1000,
+                      "followup.expired": 1000}
+    assert await fetchval(db, running) == 0
+    for topic, expected in ((topics.SLA, 2000), (topics.FOLLOWUPS, 3000)):
+        ids = Counter(json.loads(r.value)["event_id"] for r in await read_all(bootstrap, env.topic(topic)))
+        assert len(ids) == expected, (topic, len(ids))
+        assert max(ids.values()) == 1, f"a consumer of {topic} would have seen a duplicate event id"
+
+
 async def test_replayed_hour_gives_the_same_sla_results_as_the_live_run(pipeline_env, pipeline_env_factory, tmp_path):
     """One recorded hour, played live (120x faster, on the wall clock) and replayed at full speed."""
     speedup = 120.0
