@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -138,3 +139,17 @@ async def timer_events_of(database_url: str, call_ids: list[str]) -> list[tuple[
         rows = await conn.fetch(
             "SELECT call_id, type FROM timer_events WHERE call_id = ANY($1::text[]) ORDER BY call_id, type", call_ids)
         return [(row["call_id"], row["type"]) for row in rows]
+
+
+async def timer_event_ids_until(database_url: str, horizon: datetime) -> set[str]:
+    """Ids of every timer event (all kinds) whose event time is at or before ``horizon``."""
+    async with connection(database_url) as conn:
+        rows = await conn.fetch("SELECT event_id FROM timer_events WHERE occurred_at <= $1", horizon)
+        return {row["event_id"] for row in rows}
+
+
+async def timer_event_counts(database_url: str) -> dict[str, int]:
+    """Timer events by type."""
+    async with connection(database_url) as conn:
+        return {row["type"]: int(row["n"]) for row in
+                await conn.fetch("SELECT type, count(*) AS n FROM timer_events GROUP BY type")}
