@@ -25,9 +25,10 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    openjdk-17-jre-headless maven prometheus >/dev/null; }
 
-## Lint, then the whole suite: unit tests, then integration tests on Apache Kafka + PostgreSQL.
+## Lint and type-check, then the whole suite: unit tests, scenarios, then integration tests on Apache Kafka + PostgreSQL.
 test: $(STAMP) deps
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(STAMP)

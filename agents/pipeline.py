@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from agents.batch import BatchState
 from agents.batch_metrics import record_batch, record_timer_effects
@@ -202,7 +203,7 @@ class CallPipeline:
             due_calls: list[str] = []
             try:
                 stored, due = await retry_transient(
-                    "wall_clock_timers", lambda calls=due_calls: self._fire_round(now, partitions, None, calls),
+                    "wall_clock_timers", partial(self._fire_round, now, partitions, None, due_calls),
                     self._count_retry)
             except Exception as exc:  # one timer's rows refused for good: find it, keep firing the rest
                 log.error("firing %d due timers failed (%s): isolating the one that fails", len(due_calls),

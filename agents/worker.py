@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import prometheus_client
+from faust import Stream
 from faust.types import EventT, StreamT
 
 from agents.clock import ReadPosition
@@ -54,13 +55,13 @@ async def _connect_with_retry() -> PostgresStore:
             delay = min(delay * 2, 10)
 
 
-def inbound(event: EventT) -> InboundRecord:
+def inbound(event: EventT[Any]) -> InboundRecord:
     message = event.message
     return InboundRecord(message.topic, message.partition, message.offset, message.key, message.value)
 
 
 @app.agent(calls_topic)
-async def process_calls(stream: StreamT) -> None:
+async def process_calls(stream: StreamT[Any]) -> None:
     """Read call events in batches; acknowledge a batch only after it is stored and published.
 
     ``noack_take`` with explicit acks rather than ``take_events``: the latter acknowledges its
@@ -68,7 +69,8 @@ async def process_calls(stream: StreamT) -> None:
     down and the batch is being retried) would commit offsets of events never stored.
     """
     handler = await pipeline()
-    async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_seconds):
+    batches = cast(Stream[Any], stream).noack_take(settings.batch_max_events, within=settings.batch_within_seconds)
+    async for events in batches:
         await handler.handle([inbound(event) for event in events])
         for event in events:
             await stream.ack(event)
@@ -119,7 +121,7 @@ async def start_metrics_server() -> None:
 
 
 @app.on_before_shutdown.connect
-async def close_connections(sender: Any, **kwargs: Any) -> None:
+async def close_connections(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
     """After the consumer stopped (its last batch stored and acknowledged): close our own clients."""
     if _publisher is not None:
         await _publisher.stop()

@@ -67,7 +67,7 @@ def _message(model: type[BaseModel], name: str, summary: str, key: dict[str, Any
 
 
 def _event_type(model: type[BaseModel]) -> str:
-    return model.model_fields["type"].default
+    return str(model.model_fields["type"].default)
 
 
 def _channel_refs(channel: str, message_ids: list[str]) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ expires. Each event carries ``person_ref`` (a keyed pseudonym), never a phone nu
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
@@ -17,7 +17,7 @@ from schemas.calls import Linkage
 FollowupEventType = Literal[
     "followup.due", "followup.overdue", "followup.completed", "followup.dropped_out", "followup.expired",
 ]
-FOLLOWUP_EVENT_TYPES: tuple[str, ...] = FollowupEventType.__args__
+FOLLOWUP_EVENT_TYPES: tuple[str, ...] = get_args(FollowupEventType)
 
 
 class Contact(StrEnum):

@@ -52,10 +52,13 @@ def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
     )
 
 
+Connection = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+
+
 class PostgresTransaction:
     """One batch's reads and writes on one connection inside one transaction."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:

@@ -69,6 +69,7 @@ async def decision_stats(database_url: str, call_prefix: str) -> dict[str, Any]:
             " count(*) FILTER (WHERE stored_at = (SELECT max(stored_at) FROM d)) AS last_batch,"
             " count(DISTINCT stored_at) AS batches FROM d",
             _like(call_prefix))
+        assert row is not None  # an aggregate always returns a row
         return dict(row)
 
 
@@ -80,6 +81,7 @@ async def _quantiles(database_url: str, seconds: str, table: str, where: str, ca
             f" FROM (SELECT extract(epoch FROM {seconds})::float8 AS s FROM {table}"
             f"       WHERE call_id LIKE $1 AND {where}) AS measured",
             _like(call_prefix))
+        assert row is not None  # an aggregate always returns a row
         return dict(row)
 
 
