@@ -11,7 +11,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import asyncpg
 import orjson
@@ -52,7 +52,8 @@ def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
     )
 
 
-Connection = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
+if TYPE_CHECKING:  # generic in the stubs only
+    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
 
 
 class PostgresTransaction:
