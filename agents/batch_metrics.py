@@ -65,16 +65,17 @@ def record_timer_effects(metrics: PipelineMetrics, effects: Effects, stored: Sto
 
 
 def record_batch(metrics: PipelineMetrics, state: BatchState, effects: Effects, stored: Stored, now: datetime,
-                 wall: datetime | None, lateness: timedelta) -> None:
-    """Everything a committed batch counts; logs instead of raising (the batch is stored already)."""
+                 live: bool, lateness: timedelta) -> None:
+    """Everything a committed batch counts, ``now`` being just after the commit; logs instead of raising
+    (the batch is stored already)."""
     try:
-        _record_batch(metrics, state, effects, stored, now, wall, lateness)
+        _record_batch(metrics, state, effects, stored, now, live, lateness)
     except Exception:
         log.exception("recording the metrics of a stored batch failed (the batch itself is stored)")
 
 
 def _record_batch(metrics: PipelineMetrics, state: BatchState, effects: Effects, stored: Stored, now: datetime,
-                  wall: datetime | None, lateness: timedelta) -> None:
+                  live: bool, lateness: timedelta) -> None:
     m = metrics
     for event_type, count in state.consumed.items():
         m.events_consumed.labels(event_type).inc(count)
@@ -106,4 +107,4 @@ def _record_batch(metrics: PipelineMetrics, state: BatchState, effects: Effects,
     safety["refused"] = letters["override_refused"]
     for outcome, count in safety.items():
         m.safety_overrides.labels(outcome).inc(count)
-    record_timer_effects(m, effects, stored, wall, lateness)
+    record_timer_effects(m, effects, stored, now if live else None, lateness)

@@ -60,7 +60,6 @@ class _Committed:
     stored: Stored
     watermarks: dict[int, datetime]
     next_offsets: dict[int, int]
-    now: datetime
 
 
 class CallPipeline:
@@ -105,8 +104,8 @@ class CallPipeline:
         # Committed: only now does the batch count.
         self.watermarks = committed.watermarks
         self.next_offsets = committed.next_offsets
-        record_batch(self.metrics, committed.state, committed.effects, committed.stored, committed.now,
-                     committed.now if self.live else None, self.lateness)
+        record_batch(self.metrics, committed.state, committed.effects, committed.stored, self.clock(), self.live,
+                     self.lateness)
 
     async def _reject(self, record: InboundRecord, exc: Exception) -> None:
         """The one record that fails alone, for good: dead-letter it with the exception."""
@@ -156,7 +155,7 @@ class CallPipeline:
                     watermarks[record.partition] = event.occurred_at
             await self._fire_by_event_time(tx, book, {record.partition for record, _ in decoded}, watermarks, now)
             stored = await self._store_and_publish(tx, state, book)
-        return _Committed(state, book.effects, stored, watermarks, next_offsets, now)
+        return _Committed(state, book.effects, stored, watermarks, next_offsets)
 
     async def _store_and_publish(self, tx: StoreTransaction, state: BatchState, book: TimerBook) -> Stored:
         state.write.timers = book.rows()
@@ -230,7 +229,7 @@ class CallPipeline:
             book.fire(lambda partition: now)
             stored = await self._store_and_publish(tx, state, book)
         try:
-            record_timer_effects(self.metrics, book.effects, stored, now + self.lateness if self.live else None,
+            record_timer_effects(self.metrics, book.effects, stored, self.clock() if self.live else None,
                                  self.lateness)
         except Exception:
             log.exception("recording timer metrics failed (the timers are stored)")
