@@ -24,10 +24,10 @@ def outbound_messages(
         if d.event_id in stored.decision_ids
     ]
     messages += [
-        OutboundMessage(topic(EMITTED_TOPICS[type(e)]), e.call_id.encode(), e.model_dump_json().encode(),
-                        partition_of.get(e.call_id))
-        for _, e in write.timer_events
-        if e.event_id in stored.timer_event_ids
+        OutboundMessage(topic(EMITTED_TOPICS[type(e.event)]), e.event.call_id.encode(), e.payload,
+                        partition_of.get(e.event.call_id))
+        for e in write.timer_events
+        if e.event.event_id in stored.timer_event_ids
     ]
     messages += [
         OutboundMessage(

@@ -37,7 +37,7 @@ from domain.policy import Policy
 from domain.timers.registry import timer_kinds
 from schemas.calls import CallEvent
 from schemas.fields import TimeWindow
-from sinks.base import BatchWrite, Store, Stored, StoreTransaction
+from sinks.base import BatchWrite, EmittedEvent, Store, Stored, StoreTransaction
 from streams.config import Settings
 from streams.metrics import PipelineMetrics
 from streams.publisher import Publisher
@@ -159,7 +159,8 @@ class CallPipeline:
 
     async def _store_and_publish(self, tx: StoreTransaction, state: BatchState, book: TimerBook) -> Stored:
         state.write.timers = book.rows()
-        state.write.timer_events = book.effects.events
+        state.write.timer_events = [EmittedEvent(kind, event, event.model_dump_json().encode())
+                                    for kind, event in book.effects.events]
         stored = await tx.write(state.write)
         partition_of = {**book.partition_of(), **state.partitions}
         await self.publisher.publish(outbound_messages(state.write, stored, partition_of, self.settings.topic))

@@ -40,11 +40,21 @@ class _Live:
     stored: bool
     changed: bool = False
     failed_reason: str | None = None
+    deadline: datetime | None = None  # the kind's next deadline of ``state``, computed once per state
+
+    def __post_init__(self) -> None:
+        if self.state is not None:
+            self.deadline = self.kind.next_deadline(self.state)
+
+    def update(self, state: Any) -> None:
+        self.state = state
+        self.deadline = self.kind.next_deadline(state)
+        self.changed = True
 
     def row(self) -> TimerRow:
         if self.failed_reason is None:
             return TimerRow(self.kind.name, self.call_id, self.seq, self.partition, self.kind.encode(self.state),
-                            self.kind.next_deadline(self.state), self.stored)
+                            self.deadline, self.stored)
         try:
             encoded = self.kind.encode(self.state) if self.state is not None else {}
         except Exception:
@@ -85,6 +95,7 @@ class TimerBook:
             if row.failed_reason is None:
                 try:
                     live.state = kind.decode(row.state)
+                    live.deadline = row.next_deadline_at
                 except Exception as exc:
                     self._fail(live, "reading its stored state", exc)
             self.live[(row.kind, row.call_id)] = live
@@ -96,6 +107,8 @@ class TimerBook:
     def apply(self, event: CallEvent, partition: int, decision: TriageDecision | None) -> None:
         """Hand one accepted event of a call to every kind; ``decision`` is the call's current one."""
         for name, kind in self.kinds.items():
+            if event.type not in kind.event_types:
+                continue
             live = self.live.get((name, event.call_id))
             if live is not None and live.failed_reason is not None:
                 continue
@@ -113,22 +126,25 @@ class TimerBook:
     def _take(self, kind: TimerKind[Any], call_id: str, partition: int, live: _Live | None, step: Step[Any],
               fired: bool) -> None:
         effects = self.effects
-        effects.notes.extend(step.notes)
-        effects.observations.extend(step.observations)
-        emitted = [(kind.name, event) for event in step.events]
-        effects.events.extend(emitted)
-        if fired:
-            effects.fired.extend(emitted)
+        if step.notes:
+            effects.notes.extend(step.notes)
+        if step.observations:
+            effects.observations.extend(step.observations)
+        if step.events:
+            emitted = [(kind.name, event) for event in step.events]
+            effects.events.extend(emitted)
+            if fired:
+                effects.fired.extend(emitted)
         if step.started:
-            if live is not None and kind.next_deadline(live.state) is not None:
+            if live is not None and live.deadline is not None:
                 log.error("%s timer of call %s started again while still running: the old one is kept too",
                           kind.name, call_id)
             seq = live.seq + 1 if live is not None else 0
             self.live[(kind.name, call_id)] = _Live(kind, call_id, seq, partition, step.state, stored=False,
                                                     changed=True)
-        elif live is not None and step.state is not None and step.state != live.state:
-            live.state = step.state
-            live.changed = True
+        elif live is not None and step.state is not None and step.state is not live.state \
+                and step.state != live.state:
+            live.update(step.state)
 
     # -- deadlines ---------------------------------------------------------------------------
 
@@ -137,13 +153,12 @@ class TimerBook:
         for live in list(self.live.values()):
             if live.failed_reason is not None:
                 continue
+            if live.deadline is None:
+                continue
             now = now_of(live.partition)
-            if now is None:
+            if now is None or not live.deadline < now:
                 continue
             try:
-                deadline = live.kind.next_deadline(live.state)
-                if deadline is None or not deadline < now:
-                    continue
                 step = live.kind.advance(live.state, now)
             except Exception as exc:
                 self._fail(live, f"advancing it to {now.isoformat()}", exc)
@@ -154,6 +169,7 @@ class TimerBook:
         log.error("%s timer of call %s failed while %s: %s; it is stopped (timers.failed_reason)",
                   live.kind.name, live.call_id, doing, describe(exc, 500))
         live.failed_reason = f"{doing}: {describe(exc, 1500)}"
+        live.deadline = None
         live.changed = True
         self.effects.failures.append(live.kind.name)
 

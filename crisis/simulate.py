@@ -69,6 +69,9 @@ LINKAGES = {
 }
 
 
+DEFAULT_START_AT = datetime(2025, 1, 6, 6, 0, tzinfo=UTC)  # a Monday morning
+
+
 @dataclass(frozen=True)
 class SimulatedEvent:
     """One event ready to publish: key, JSON value and its event time (for ordering and pacing)."""
@@ -106,7 +109,9 @@ class City:
         self.policy = policy
         self.rng = random.Random(seed)
         self.settings = settings or CitySettings()
-        self.start_at = start_at or datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
+        # Fixed, so a seed always gives the same stream; far enough in the past that about two years of
+        # calls at the default rate end before today (the worker refuses events dated in the future).
+        self.start_at = start_at or DEFAULT_START_AT
         self.seed = seed
         # Every call id starts with this: runs with different tags never collide in one database.
         self.call_prefix = f"sim{seed}-{run_tag}-" if run_tag else f"sim{seed}-"

@@ -200,17 +200,21 @@ call_event_adapter: TypeAdapter[CallEvent] = TypeAdapter(CallEvent)
 
 
 def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
+    unique = dict(pairs)
+    if len(unique) != len(pairs):
+        keys = [key for key, _ in pairs]
         repeated = sorted({key for key in keys if keys.count(key) > 1})
         raise PydanticCustomError("duplicate_key", "key(s) {keys} appear more than once",
                                   {"keys": ", ".join(repeated)[:200]})
-    return dict(pairs)
+    return unique
+
+
+_DUPLICATE_KEY_CHECKER = json.JSONDecoder(object_pairs_hook=_refuse_duplicate_keys)
 
 
 def _duplicate_key_error(raw: bytes | str) -> InitErrorDetails | None:
     try:
-        json.loads(raw, object_pairs_hook=_refuse_duplicate_keys)
+        _DUPLICATE_KEY_CHECKER.decode(raw.decode() if isinstance(raw, bytes) else raw)
     except PydanticCustomError as exc:
         return {"type": exc, "loc": (), "input": None}
     except ValueError:  # already validated by pydantic: any other parse difference is not a duplicate

@@ -55,6 +55,16 @@ class TimerRow:
 
 
 @dataclass(frozen=True)
+class EmittedEvent:
+    """An event a timer emitted: its kind, the event, and the event as published (JSON, serialised once
+    for the topic and the store)."""
+
+    kind: str
+    event: TimerEvent
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class RejectedRecord:
     """A dead letter and every byte of the record it was made from."""
 
@@ -71,7 +81,7 @@ class BatchWrite:
     decisions: list[TriageDecision] = field(default_factory=list)
     lifecycle: list[LifecycleEvent] = field(default_factory=list)
     timers: list[TimerRow] = field(default_factory=list)
-    timer_events: list[tuple[str, TimerEvent]] = field(default_factory=list)  # (kind, event)
+    timer_events: list[EmittedEvent] = field(default_factory=list)
     dead_letters: list[RejectedRecord] = field(default_factory=list)
 
 
@@ -121,7 +131,7 @@ class InMemoryStore:
         self.decisions: dict[str, TriageDecision] = {}
         self.lifecycle: dict[str, LifecycleEvent] = {}
         self.timers: dict[TimerKey, TimerRow] = {}
-        self.timer_events: dict[str, tuple[str, TimerEvent]] = {}
+        self.timer_events: dict[str, EmittedEvent] = {}
         self.dead_letters: dict[str, RejectedRecord] = {}
 
     @contextlib.asynccontextmanager
@@ -184,7 +194,7 @@ class _InMemoryTransaction:
         return Stored(
             decision_ids=frozenset(d.event_id for d in batch.decisions if d.event_id not in self.store.decisions),
             timer_event_ids=frozenset(
-                e.event_id for _, e in batch.timer_events if e.event_id not in self.store.timer_events
+                e.event.event_id for e in batch.timer_events if e.event.event_id not in self.store.timer_events
             ),
             dead_letter_ids=frozenset(
                 r.letter.event_id for r in batch.dead_letters if r.letter.event_id not in self.store.dead_letters
@@ -204,7 +214,7 @@ class _InMemoryTransaction:
         for row in b.timers:
             s.timers[row.key] = TimerRow(row.kind, row.call_id, row.seq, row.partition, row.state,
                                          row.next_deadline_at, True, row.failed_reason)
-        for kind, timer_event in b.timer_events:
-            s.timer_events.setdefault(timer_event.event_id, (kind, timer_event))
+        for emitted in b.timer_events:
+            s.timer_events.setdefault(emitted.event.event_id, emitted)
         for rejected in b.dead_letters:
             s.dead_letters.setdefault(rejected.letter.event_id, rejected)

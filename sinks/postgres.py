@@ -68,7 +68,7 @@ class PostgresTransaction:
         # Ordered locking: two workers briefly sharing a partition during a rebalance never deadlock.
         rows = await self.conn.fetch(
             f"SELECT {_TIMER_COLUMNS} FROM timers WHERE call_id = ANY($1::text[])"
-            " ORDER BY kind, call_id, seq FOR UPDATE",
+            " ORDER BY call_id, kind, seq FOR UPDATE",
             list(set(call_ids)),
         )
         return [_timer_from_row(row) for row in rows]
@@ -134,7 +134,8 @@ class PostgresTransaction:
         if batch.lifecycle:
             await self._insert(_INSERT_CALL_EVENTS, [
                 {"event_id": e.event_id, "call_id": e.call_id, "type": e.type, "occurred_at": e.occurred_at,
-                 **{name: getattr(e, name, None) for name in _LIFECYCLE_DETAILS}}
+                 # __dict__: a field the event type lacks is None (getattr would raise and catch, per field)
+                 **{name: e.__dict__.get(name) for name in _LIFECYCLE_DETAILS}}
                 for e in batch.lifecycle
             ])
         if batch.timers:
@@ -142,9 +143,9 @@ class PostgresTransaction:
         timer_event_ids: list[str] = []
         if batch.timer_events:
             timer_event_ids = await self._insert(_INSERT_TIMER_EVENTS, [
-                {"event_id": e.event_id, "kind": kind, "type": e.type, "call_id": e.call_id,
-                 "occurred_at": e.occurred_at, "payload": e.model_dump(mode="json")}
-                for kind, e in batch.timer_events
+                {"event_id": e.event.event_id, "kind": e.kind, "type": e.event.type, "call_id": e.event.call_id,
+                 "occurred_at": e.event.occurred_at, "payload": orjson.Fragment(e.payload)}
+                for e in batch.timer_events
             ], returning=True)
         dead_ids: list[str] = []
         if batch.dead_letters:
@@ -213,19 +214,19 @@ _INSERT_CALL_EVENTS = _json_insert(
     + ", ".join(f"{name} text" for name in _LIFECYCLE_DETAILS),
     "ON CONFLICT DO NOTHING",
 )
-_TIMER_RECORD = ("kind text, call_id text, seq integer, partition integer, state jsonb,"
+_TIMER_RECORD = ("kind text, call_id text, seq integer, partition integer, state json,"
                  " next_deadline_at timestamptz, failed_reason text")
 _INSERT_TIMERS = _json_insert("timers", _TIMER_RECORD, "ON CONFLICT DO NOTHING", "RETURNING call_id")
-# The batch holds these rows locked and its state is complete: every field is replaced.
-_UPDATE_TIMERS = (
-    "UPDATE timers SET partition = rows.partition, state = rows.state, next_deadline_at = rows.next_deadline_at,"
-    " failed_reason = rows.failed_reason, updated_at = now()"
-    f" FROM json_to_recordset($1::json) AS rows({_TIMER_RECORD})"
-    " WHERE timers.kind = rows.kind AND timers.call_id = rows.call_id AND timers.seq = rows.seq"
+# Rows the batch holds locked, its state complete: every field is replaced (an upsert finds each row
+# by its key directly; an UPDATE ... FROM join costs half as much again).
+_UPDATE_TIMERS = _json_insert(
+    "timers", _TIMER_RECORD,
+    "ON CONFLICT (call_id, kind, seq) DO UPDATE SET partition = EXCLUDED.partition, state = EXCLUDED.state,"
+    " next_deadline_at = EXCLUDED.next_deadline_at, failed_reason = EXCLUDED.failed_reason, updated_at = now()",
 )
 _INSERT_TIMER_EVENTS = _json_insert(
     "timer_events",
-    "event_id text, kind text, type text, call_id text, occurred_at timestamptz, payload jsonb",
+    "event_id text, kind text, type text, call_id text, occurred_at timestamptz, payload json",
     "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
 _INSERT_DEAD_LETTERS = _json_insert(

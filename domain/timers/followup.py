@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from domain.policy import FollowupSettings, Policy
-from domain.timers.kind import Step, TimerContext
+from domain.timers.kind import Step, TimerContext, stored_optional_time, stored_time
 from domain.triage import deterministic_id
 from schemas.calls import AttemptResult, CallClosed, CallEvent, Channel, FollowupAttempted, FollowupCompleted, Linkage
 from schemas.followups import Contact, FollowupEvent, FollowupEventType
@@ -60,6 +60,7 @@ class FollowupTimer(NamedTuple):
     district: str | None = None
     center_id: str | None = None
     attempts: tuple[Attempt, ...] = ()
+    failed_attempts: int = 0  # attempts that did not reach the person (kept: read on every deadline check)
     overdue_announced: int = 0  # the highest attempt number announced overdue
     reached_at: datetime | None = None
     status: str = "open"  # open, completed, dropped_out, expired
@@ -69,10 +70,6 @@ class FollowupTimer(NamedTuple):
     @property
     def open(self) -> bool:
         return self.status == "open"
-
-    @property
-    def failed_attempts(self) -> int:
-        return sum(1 for attempt in self.attempts if attempt.result in NOT_REACHED)
 
     @property
     def next_attempt(self) -> int | None:
@@ -198,7 +195,8 @@ def record_attempt(timer: FollowupTimer, event: FollowupAttempted) -> Step[Follo
     if not timer.attempts:
         observations = ((FIRST_ATTEMPT_SECONDS, (event.occurred_at - timer.contact_ended_at).total_seconds()),)
     timer = timer._replace(attempts=(*timer.attempts, Attempt(event.event_id, event.occurred_at,
-                                                             event.attempt_result, event.channel)))
+                                                             event.attempt_result, event.channel)),
+                           failed_attempts=timer.failed_attempts + (event.attempt_result in NOT_REACHED))
     if event.attempt_result is AttemptResult.REACHED:
         if timer.reached_at is None:
             timer = timer._replace(reached_at=event.occurred_at)
@@ -227,6 +225,7 @@ class Followup:
     """The ``followup`` timer kind (see the module docstring)."""
 
     name = KIND
+    event_types = frozenset({"call.closed", "followup.attempted", "followup.completed"})
     needs_decision_for = frozenset({"call.closed"})
     notes = NOTES
 
@@ -258,41 +257,25 @@ class Followup:
         return state.next_deadline
 
     def encode(self, state: FollowupTimer) -> dict[str, Any]:
-        return {
-            "call_id": state.call_id, "contact": state.contact.value,
-            "contact_ended_at": _iso(state.contact_ended_at), "disposition": state.disposition,
-            "due_at": [_iso(due) for due in state.due_at], "overdue_grace_seconds": state.overdue_grace_seconds,
-            "expires_at": _iso(state.expires_at), "person_ref": state.person_ref, "district": state.district,
-            "center_id": state.center_id,
-            "attempts": [{"event_id": a.event_id, "attempted_at": _iso(a.attempted_at), "result": a.result.value,
-                          "channel": a.channel.value} for a in state.attempts],
-            "overdue_announced": state.overdue_announced, "reached_at": _iso(state.reached_at),
-            "status": state.status, "ended_at": _iso(state.ended_at),
-            "linkage": state.linkage.value if state.linkage is not None else None,
-        }
+        data = state._asdict()
+        data["contact"] = state.contact.value
+        data["due_at"] = list(state.due_at)
+        data["attempts"] = [{"event_id": a.event_id, "attempted_at": a.attempted_at, "result": a.result.value,
+                             "channel": a.channel.value} for a in state.attempts]
+        data["linkage"] = state.linkage.value if state.linkage is not None else None
+        return data
 
     def decode(self, data: Mapping[str, Any]) -> FollowupTimer:
         return FollowupTimer(
             call_id=data["call_id"], contact=Contact(data["contact"]),
-            contact_ended_at=_time(data["contact_ended_at"]), disposition=data["disposition"],
-            due_at=tuple(_time(due) for due in data["due_at"]), overdue_grace_seconds=data["overdue_grace_seconds"],
-            expires_at=_time(data["expires_at"]), person_ref=data["person_ref"], district=data["district"],
-            center_id=data["center_id"],
-            attempts=tuple(Attempt(a["event_id"], _time(a["attempted_at"]), AttemptResult(a["result"]),
+            contact_ended_at=stored_time(data["contact_ended_at"]), disposition=data["disposition"],
+            due_at=tuple(stored_time(due) for due in data["due_at"]),
+            overdue_grace_seconds=data["overdue_grace_seconds"], expires_at=stored_time(data["expires_at"]),
+            person_ref=data["person_ref"], district=data["district"], center_id=data["center_id"],
+            attempts=tuple(Attempt(a["event_id"], stored_time(a["attempted_at"]), AttemptResult(a["result"]),
                                    Channel(a["channel"])) for a in data["attempts"]),
-            overdue_announced=data["overdue_announced"], reached_at=_optional_time(data["reached_at"]),
-            status=data["status"], ended_at=_optional_time(data["ended_at"]),
+            failed_attempts=data["failed_attempts"], overdue_announced=data["overdue_announced"],
+            reached_at=stored_optional_time(data["reached_at"]),
+            status=data["status"], ended_at=stored_optional_time(data["ended_at"]),
             linkage=Linkage(data["linkage"]) if data["linkage"] is not None else None,
         )
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
-
-
-def _time(text: str) -> datetime:
-    return datetime.fromisoformat(text)
-
-
-def _optional_time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text is not None else None

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from schemas.calls import CallEvent
 from schemas.followups import FollowupEvent
@@ -40,8 +40,7 @@ class TimerContext:
     decision: TriageDecision | None
 
 
-@dataclass(frozen=True)
-class Step(Generic[S]):
+class Step(NamedTuple, Generic[S]):
     """The result of one change: the new state, what it emits, and notes explaining odd input.
 
     ``started`` says the state is a new timer: when the call already had one of this kind, the old
@@ -56,12 +55,27 @@ class Step(Generic[S]):
     observations: tuple[tuple[str, float], ...] = ()
 
 
+def stored_time(value: str | datetime) -> datetime:
+    """A time from a stored state: ``encode`` keeps datetimes (the store's JSON encoder writes them as
+    RFC 3339 in C, cheaper than ``isoformat`` per field), and they come back as text from Postgres."""
+    return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def stored_optional_time(value: str | datetime | None) -> datetime | None:
+    return None if value is None else stored_time(value)
+
+
 class TimerKind(Protocol[S]):
     """One kind of deadline (see the module docstring)."""
 
     @property
     def name(self) -> str:
         """Stable name, stored with every timer row (``sla_arrival``, ``followup``)."""
+        ...
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Inbound event types ``on_event`` acts on (the others are never handed to it)."""
         ...
 
     @property
@@ -80,6 +94,8 @@ class TimerKind(Protocol[S]):
 
     def next_deadline(self, state: S) -> datetime | None: ...
 
-    def encode(self, state: S) -> dict[str, Any]: ...
+    def encode(self, state: S) -> dict[str, Any]:
+        """The state as a JSON-able dict; datetimes may stay datetimes (see ``stored_time``)."""
+        ...
 
     def decode(self, data: Mapping[str, Any]) -> S: ...

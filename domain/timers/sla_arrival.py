@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from domain.policy import Policy
-from domain.timers.kind import Step, TimerContext
+from domain.timers.kind import Step, TimerContext, stored_optional_time
 from domain.triage import deterministic_id
 from schemas.calls import CallClosed, CallEvent, CallReceived, TriageOverridden, UnitArrived, UnitDispatched, UnitType
 from schemas.sla import Response, SlaEvent, SlaEventType
@@ -140,6 +140,7 @@ class SlaArrival:
     """The ``sla_arrival`` timer kind: co-responder arrival deadlines, first and second response."""
 
     name = KIND
+    event_types = frozenset({"call.received", "triage.overridden", "unit.dispatched", "unit.arrived", "call.closed"})
     needs_decision_for = frozenset({"call.received", "triage.overridden"})
     notes = NOTES
 
@@ -198,15 +199,11 @@ class SlaArrival:
     def encode(self, state: SlaTimer) -> dict[str, Any]:
         data = state._asdict()
         data["response"] = state.response.value
-        for name in _TIMES:
-            value = data[name]
-            data[name] = value.astimezone(UTC).isoformat() if value is not None else None
         return data
 
     def decode(self, data: Mapping[str, Any]) -> SlaTimer:
         fields = dict(data)
         fields["response"] = Response(fields["response"])
         for name in _TIMES:
-            value = fields.get(name)
-            fields[name] = datetime.fromisoformat(value) if value is not None else None
+            fields[name] = stored_optional_time(fields.get(name))
         return SlaTimer(**fields)

@@ -1,6 +1,7 @@
 -- One durable timer table and one emitted-event table for every timer kind (co-responder arrival
 -- SLA, follow-ups, and later ones). A kind's state is JSON that only its domain module reads; the
--- pipeline needs just the key, the partition and the next deadline.
+-- pipeline needs just the key, the partition and the next deadline. JSON, not JSONB: written on
+-- every batch, read whole, rarely searched (about a third cheaper to write here).
 -- Running SLA timers move over unchanged: same state, same deadlines, same event ids.
 
 SET LOCAL TimeZone = 'UTC';  -- timestamps in the JSON state are written as ISO 8601 in UTC
@@ -10,20 +11,19 @@ CREATE TABLE timers (
     call_id          text NOT NULL,
     seq              integer NOT NULL DEFAULT 0,  -- a call's next timer of the same kind (a new request)
     partition        integer NOT NULL,            -- the call's partition on crisis.calls.v1
-    state            jsonb NOT NULL,
+    state            json NOT NULL,
     next_deadline_at timestamptz,                 -- NULL once stopped: the partial indexes hold running timers only
     failed_reason    text,                        -- set when the kind's code failed on this timer (never retried)
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (kind, call_id, seq)
+    PRIMARY KEY (call_id, kind, seq)  -- call first: a batch reads every timer of its calls
 );
-CREATE INDEX timers_call ON timers (call_id);
 CREATE INDEX timers_due ON timers (next_deadline_at) WHERE next_deadline_at IS NOT NULL;
 CREATE INDEX timers_partition_due ON timers (partition, next_deadline_at) WHERE next_deadline_at IS NOT NULL;
 
 INSERT INTO timers (kind, call_id, seq, partition, state, next_deadline_at, created_at, updated_at)
 SELECT 'sla_arrival', call_id, 0, partition,
-       jsonb_build_object(
+       json_build_object(
            'call_id', call_id, 'response', response, 'requested_at', requested_at, 'warning_at', warning_at,
            'breach_at', breach_at, 'district', district, 'warned', warned, 'breached', breached,
            'dispatched_at', dispatched_at, 'arrived_at', arrived_at, 'closed_at', closed_at),
@@ -38,15 +38,14 @@ CREATE TABLE timer_events (
     type        text NOT NULL,
     call_id     text NOT NULL,
     occurred_at timestamptz NOT NULL,
-    payload     jsonb NOT NULL,  -- the event as published
+    payload     json NOT NULL,  -- the event as published
     stored_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX timer_events_call ON timer_events (call_id);
-CREATE INDEX timer_events_type_time ON timer_events (type, occurred_at);
 
 INSERT INTO timer_events (event_id, kind, type, call_id, occurred_at, payload, stored_at)
 SELECT event_id, 'sla_arrival', type, call_id, occurred_at,
-       jsonb_build_object(
+       json_build_object(
            'type', type, 'event_id', event_id, 'call_id', call_id, 'response', response,
            'requested_at', requested_at, 'deadline_at', deadline_at, 'occurred_at', occurred_at,
            'arrival_seconds', arrival_seconds, 'district', district),
@@ -75,7 +74,7 @@ FROM timer_events WHERE kind = 'sla_arrival';
 CREATE VIEW followups AS
 SELECT call_id, seq, state->>'contact' AS contact, (state->>'contact_ended_at')::timestamptz AS contact_ended_at,
        state->>'disposition' AS disposition, state->>'status' AS status,
-       jsonb_array_length(state->'attempts') AS attempts_made,
+       json_array_length(state->'attempts') AS attempts_made,
        (state->>'reached_at')::timestamptz AS reached_at, (state->>'ended_at')::timestamptz AS ended_at,
        state->>'linkage' AS linkage, state->>'person_ref' AS person_ref, state->>'district' AS district,
        state->>'center_id' AS center_id, next_deadline_at, failed_reason, updated_at
