@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domain.nature_codes import NatureCodeSettings
 from schemas.calls import Concern
 from schemas.sla import Response
 from schemas.triage import Route
@@ -120,6 +121,8 @@ class Policy(BaseModel):
     third_party_caller_needs_on_scene: bool = True
     routes: dict[Literal["diversion_line", "co_responder"], RouteSettings]
     sla: dict[Response, SlaSettings]
+    # What each center's nature codes, MPDS determinants and APCO incident types mean (domain/nature_codes.py).
+    nature_codes: NatureCodeSettings = Field(default_factory=NatureCodeSettings)
 
     @field_validator("timezone")
     @classmethod

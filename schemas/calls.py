@@ -73,6 +73,8 @@ class CallReceived(_Event):
     center_id: Annotated[str, Field(min_length=1, max_length=64)]
     nature_code: Annotated[str, Field(min_length=1, max_length=64)]
     mpds_code: Annotated[str, Field(pattern=MPDS_CODE_PATTERN)] | None = None
+    # APCO common incident type (NENA EIDO's incidentTypeCommonRegistryText), e.g. MNTL, SUICTHRT.
+    incident_type_common: Annotated[str, Field(min_length=1, max_length=32)] | None = None
     # A set: duplicates in the input collapse, and validation stays in pydantic's compiled core.
     concerns: frozenset[Concern] = Field(default_factory=frozenset, max_length=len(Concern))
     weapon_present: bool = False
