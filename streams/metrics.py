@@ -5,8 +5,11 @@ Label values are bounded: event types, routes, responses and dead-letter reasons
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from domain.nature_codes import OTHER_CENTERS_LABEL
 from schemas.calls import CALL_EVENT_TYPES
 from schemas.sla import Response
 from schemas.triage import Route
@@ -88,7 +91,20 @@ class PipelineMetrics:
             ["reason"],
             registry=r,
         )
+        self.unmapped_nature_codes = Counter(
+            "crisis_triage_unmapped_nature_codes",
+            "Codes of triaged calls (nature code, MPDS determinant, APCO incident type) that the center's "
+            "mapping does not recognise, by center: centers the policy lists, 'other' for the rest "
+            "(list them with `crisis triage --unmapped-codes FILE`).",
+            ["center_id"],
+            registry=r,
+        )
         self._start_at_zero()
+
+    def start_centers_at_zero(self, center_ids: Iterable[str]) -> None:
+        """Create the per-center series of the centers the policy lists (``policy.nature_codes.centers``)."""
+        for center_id in center_ids:
+            self.unmapped_nature_codes.labels(center_id)
 
     def _start_at_zero(self) -> None:
         """Create every label combination now: alerts on rate() cannot see a series' first increment."""
@@ -110,3 +126,4 @@ class PipelineMetrics:
                 self.overrides.labels(before.value, after.value)
         for reason in UNMATCHED_REASONS:
             self.unmatched_events.labels(reason)
+        self.unmapped_nature_codes.labels(OTHER_CENTERS_LABEL)
