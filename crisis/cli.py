@@ -85,11 +85,17 @@ def triage(
     input_file: Annotated[Path | None, typer.Option("--input", help="JSON lines file (default: stdin).")] = None,
     explain_changes: Annotated[bool, typer.Option(
         "--show-changes", help="With --policy: list each changed call.")] = False,
+    unmapped_codes: Annotated[Path | None, typer.Option(
+        "--unmapped-codes", help="Write the codes no mapping recognised to this CSV file "
+        "(center_id, field, code, calls), under --policy when given.")] = None,
 ) -> None:
     """Decide routes for call.received JSON lines, without any broker.
 
     Without --policy: one decision per line (route, reasons, policy_version, call_id).
-    With --policy FILE: a what-if report of how many calls would change route, by old and new route.
+    With --policy FILE: a what-if report of how many calls would change route, by old and new route
+    (nature-code mappings included: a candidate that maps more codes shows which calls it moves).
+    With --unmapped-codes FILE: the nature codes, MPDS determinants and APCO types the policy's
+    mapping for each center does not recognise, most frequent first, for the center to map.
     """
     from domain.policy import PolicyError, load_policy
     from domain.triage import triage as decide_route
@@ -103,6 +109,7 @@ def triage(
     lines = (input_file.open(encoding="utf-8") if input_file else sys.stdin)
     invalid = 0
     changes: Counter[tuple[str, str]] = Counter()
+    unmapped: Counter[tuple[str, str, str]] = Counter()
     seen = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -122,6 +129,7 @@ def triage(
         seen += 1
         decision = decide_route(event, current)
         if candidate is None:
+            unmapped.update((event.center_id, ref.field, ref.code) for ref in decision.unmapped_codes)
             typer.echo(json.dumps({
                 "call_id": event.call_id, "route": decision.route.value, "reasons": list(decision.reasons),
                 "second_response_requested": decision.second_response_requested,
@@ -129,6 +137,7 @@ def triage(
             }))
             continue
         proposed = decide_route(event, candidate)
+        unmapped.update((event.center_id, ref.field, ref.code) for ref in proposed.unmapped_codes)
         changes[(decision.route.value, proposed.route.value)] += 1
         if explain_changes and proposed.route != decision.route:
             typer.echo(json.dumps({"call_id": event.call_id, "from": decision.route.value,
@@ -142,9 +151,24 @@ def triage(
             "candidate": f"{candidate.name} {candidate.version}",
             "by_route": [{"from": old, "to": new, "calls": n} for (old, new), n in sorted(changes.items())],
         }, indent=2))
+    if unmapped_codes is not None:
+        _write_unmapped_codes(unmapped_codes, unmapped)
     if invalid:
         typer.echo(f"{invalid} invalid line(s)", err=True)
         raise typer.Exit(1)
+
+
+def _write_unmapped_codes(path: Path, unmapped: Counter[tuple[str, str, str]]) -> None:
+    """The unmapped-codes report: one CSV row per center and code, most calls first."""
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["center_id", "field", "code", "calls"])
+        for (center_id, field, code), calls in sorted(unmapped.items(), key=lambda item: (-item[1], item[0])):
+            writer.writerow([center_id, field, code, calls])
+    typer.echo(f"{len(unmapped)} distinct unmapped code(s), seen {sum(unmapped.values())} time(s): written to {path}",
+               err=True)
 
 
 @app.command()
