@@ -122,7 +122,8 @@ def triage(
             typer.echo(f"line {number}: invalid event: {problems}", err=True)
             continue
         if not isinstance(event, CallReceived):
-            if candidate is None:  # in a what-if over a CAD export, other lifecycle events are expected
+            # In a what-if or an unmapped-codes report over a CAD export, other lifecycle events are expected.
+            if candidate is None and unmapped_codes is None:
                 invalid += 1
                 typer.echo(f"line {number}: {event.type} is not a call.received event", err=True)
             continue
@@ -306,6 +307,61 @@ def replay(
         typer.echo(f"{summary.bad_lines} bad line(s) published keyed by null: the pipeline dead-letters them",
                    err=True)
     typer.echo(json.dumps({**summary.as_dict(), "topic": topic}))
+
+
+@app.command("import-cad")
+def import_cad(
+    export: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                           help="The CAD's calls-for-service export (CSV).")],
+    mapping: Annotated[Path, typer.Option(help="Mapping file of the export's format "
+                                               "(deploy/cad-mappings/*.toml).")],
+    out: Annotated[Path | None, typer.Option(help="Write the events here (JSON lines) instead of publishing.")]
+    = None,
+    publish: Annotated[bool, typer.Option("--publish", help="Publish the events to $KAFKA_BOOTSTRAP.")] = False,
+    strict: Annotated[bool, typer.Option(help="Write or publish nothing if any row cannot be used.")] = False,
+) -> None:
+    """Turn a CAD export into our lifecycle events (call.received, unit.dispatched, unit.arrived, call.closed).
+
+    Call ids are <center_id>:<incident number> and event ids come from the export's own identifiers,
+    so importing the same file twice, or an overlapping later export, stores nothing twice. Rows that
+    cannot be used are reported on stderr by line number with the reason; a JSON summary (calls,
+    dispatches, arrivals, closes) goes to stdout.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from crisis.import_cad import CadImportError, convert_export, load_mapping, outgoing, write_events
+
+    if (out is None) == (not publish):
+        _fail("give exactly one of --out FILE or --publish")
+    try:
+        chosen = load_mapping(mapping)
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
+            task = bar.add_task("reading", total=export.stat().st_size)
+            result = convert_export(export, chosen, on_progress=lambda read: bar.update(task, completed=read))
+    except CadImportError as exc:
+        _fail(str(exc))
+    for problem in result.problems:
+        typer.echo(f"line {problem.line}: {problem.message}", err=True)
+    summary: dict[str, object] = {**result.summary.as_dict(), "center_id": chosen.center_id,
+                                  "events": len(result.events)}
+    if strict and result.problems:
+        typer.echo(f"{len(result.problems)} problem(s): nothing written or published (--strict)", err=True)
+        typer.echo(json.dumps({**summary, "events": 0}))
+        raise typer.Exit(1)
+    if out is not None:
+        write_events(result.events, out)
+        summary["out"] = str(out)
+    else:
+        from streams import topics
+        from streams.config import Settings
+
+        settings = Settings.from_env()
+        published = _publish_with_progress(settings, outgoing(result.events), None)
+        summary["published"] = published.events
+        summary["topic"] = settings.topic(topics.CALLS)
+    typer.echo(json.dumps(summary))
 
 
 class KafkaKind(StrEnum):

@@ -7,6 +7,7 @@ Field names are a contract with the CAD integrations: rename nothing without a n
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -146,3 +147,12 @@ def decode_call_event(raw: bytes | str) -> CallEvent:
             "CallEvent", [{"type": "value_error", "loc": ("(event)",), "input": "\\u0000",
                            "ctx": {"error": ValueError("NUL characters (\\u0000) are not allowed")}}])
     return call_event_adapter.validate_json(raw)
+
+
+def encode_call_event(event: CallReceived | TriageOverridden | UnitDispatched | UnitArrived | CallClosed) -> bytes:
+    """The compact JSON of an event as integrations send it: unset optional fields left out, concerns
+    sorted, so the same event always encodes to the same bytes (imports and ingest are repeatable)."""
+    body = event.model_dump(mode="json", exclude_none=True)
+    if "concerns" in body:
+        body["concerns"] = sorted(body["concerns"])
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
