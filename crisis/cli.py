@@ -309,6 +309,42 @@ def replay(
     typer.echo(json.dumps({**summary.as_dict(), "topic": topic}))
 
 
+@app.command()
+def ingest() -> None:
+    """Run the HTTP front door for CADs: POST /v1/events (our events, NDJSON batches) and /v1/eido (NENA EIDO).
+
+    Publishes to $KAFKA_BOOTSTRAP with acks=all; centers authenticate with the tokens of
+    $CRISIS_INGEST_TOKENS_FILE / $CRISIS_INGEST_TOKENS. Stops cleanly on SIGTERM.
+    """
+    from crisis.ingest.app import run_ingest
+    from crisis.ingest.auth import TokenConfigError
+
+    try:
+        run_ingest()
+    except (TokenConfigError, ValueError, OSError) as exc:
+        _fail(str(exc))
+
+
+@app.command("ingest-token")
+def ingest_token(
+    center_id: Annotated[str, typer.Argument(help="The dispatch center the token is for (e.g. stl-911).")],
+) -> None:
+    """Make a new token for a center: give the token to the center, put the hash line in the token file."""
+    from crisis.ingest.auth import TokenConfigError, hash_token, load_tokens, new_token
+
+    token = new_token()
+    digest = hash_token(token)
+    try:
+        load_tokens(None, f"{center_id}={digest}")  # the same checks the service applies
+    except TokenConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"token (give it to the center once; it is not stored anywhere): {token}", err=True)
+    typer.echo(f"token file line ([centers] in $CRISIS_INGEST_TOKENS_FILE):  \"{center_id}\" = \"{digest}\"",
+               err=True)
+    typer.echo(f"or environment:  CRISIS_INGEST_TOKENS={center_id}={digest}", err=True)
+    typer.echo(json.dumps({"center_id": center_id, "token": token, "hash": digest}))
+
+
 @app.command("import-cad")
 def import_cad(
     export: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
