@@ -448,6 +448,34 @@ def bench(
     Console().print(table)
 
 
+@app.command("bench-ingest")
+def bench_ingest(
+    kafka: Annotated[KafkaKind, typer.Option(help="Broker to start when $KAFKA_BOOTSTRAP is not set.")]
+    = KafkaKind.APACHE,
+    seconds: Annotated[float, typer.Option(min=0.5, help="Seconds of load per phase.")] = 10.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
+    batch: Annotated[int, typer.Option(min=2, help="Events per request in the batch phase.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Measure `crisis ingest`: requests per second and p50/p99 latency, single events and batches.
+
+    Starts Apache Kafka (or tansu) unless $KAFKA_BOOTSTRAP is set, and the ingest service in its own
+    process; the load comes from this process. Latency runs until the 202, so it includes acks=all.
+    """
+    from crisis.bench_ingest import IngestBenchOptions, run_ingest_bench
+    from crisis.services import ServiceError
+
+    try:
+        summary = run_ingest_bench(IngestBenchOptions(kafka=kafka.value, seconds=seconds, concurrency=concurrency,
+                                                      batch=batch))
+    except (ServiceError, OSError) as exc:
+        _fail(f"bench-ingest failed: {exc}")
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(json.dumps(summary, indent=2))
+
+
 @app.command()
 def asyncapi(
     out: Annotated[Path | None, typer.Option(help="Write the document to this file instead of stdout.")] = None,
