@@ -85,6 +85,8 @@ async def _phase(url: str, token: str, seconds: float, concurrency: int, batch: 
         "requests": sum(statuses.values()),
         "accepted": accepted,
         "errors": sum(n for status, n in statuses.items() if status != 202),
+        **({"error_statuses": {str(k): v for k, v in statuses.items() if k != 202}}
+           if any(k != 202 for k in statuses) else {}),
         "requests_per_second": round(accepted / elapsed, 1),
         "events_per_second": round(accepted * batch / elapsed, 1),
         "latency_p50_seconds": round(_quantile(latencies, 0.50), 4),

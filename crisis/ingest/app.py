@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -102,8 +103,9 @@ class IngestHandlers:
             accepted = await handle(center, body, request.content_type)
             response = web.json_response(
                 {"accepted": len(accepted), "event_ids": [event.event_id for event in accepted]}, status=202)
-            for event in accepted:
-                self.metrics.events_published.labels(center, event.type).inc()
+            # One label lookup per event type, not per event: a batch holds hundreds.
+            for event_type, count in Counter(event.type for event in accepted).items():
+                self.metrics.events_published.labels(center, event_type).inc(count)
         except Refused as refused:
             response = refused.response()
             if refused.status >= 500 or refused.status == 403:

@@ -84,6 +84,8 @@ class KafkaGate:
             enable_idempotence=self.ingest.idempotence, request_timeout_ms=timeout_ms,
             # A broker that goes away must fail the publish within the request's bound, not block it.
             metadata_max_age_ms=30_000, retry_backoff_ms=100, linger_ms=0,
+            # Room for many requests' records per partition batch; below message.max.bytes (1 MiB).
+            max_batch_size=512 * 1024,
         )
         try:
             await asyncio.wait_for(producer.start(), self.ingest.publish_timeout_seconds * 2)
@@ -128,5 +130,8 @@ class KafkaGate:
         self.metrics.publish_duration.observe(time.perf_counter() - started)
 
     async def _send_all(self, producer: AIOKafkaProducer, records: Sequence[Record]) -> None:
+        """Record by record into the producer's accumulator, which merges the records of concurrent
+        requests into one batch per partition. (Prebuilt batches, ``send_batch``, wait for the
+        partition's previous batch to drain: under concurrent requests they time out.)"""
         deliveries = [await producer.send(self.topic, value, key=key) for key, value in records]
         await asyncio.gather(*deliveries)
