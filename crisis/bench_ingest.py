@@ -111,7 +111,9 @@ def run_ingest_bench(options: IngestBenchOptions) -> dict[str, Any]:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
         broker = "external"
         if not bootstrap:
-            started = stack.enter_context(ApacheKafkaBroker() if options.kafka == "apache" else TansuBroker())
+            started: ApacheKafkaBroker | TansuBroker = ApacheKafkaBroker() if options.kafka == "apache" \
+                else TansuBroker()
+            stack.enter_context(started)
             bootstrap, broker = started.bootstrap, options.kafka
         run = uuid.uuid4().hex[:6]
         settings = dataclasses.replace(Settings.from_env(), kafka_bootstrap=bootstrap,

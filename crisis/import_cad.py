@@ -90,7 +90,7 @@ def convert_export(path: Path, mapping: CadMapping,
             start = reader.line_num + 1
             try:
                 for row in reader:
-                    yield start, row  # type: ignore[misc]
+                    yield start, row
                     start = reader.line_num + 1
                     if on_progress is not None and reader.line_num % 500 == 0:
                         on_progress(lines.bytes_read)

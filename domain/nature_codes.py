@@ -140,8 +140,8 @@ class CenterCodes(BaseModel):
                 return CodeMatch(rule, f"pattern {rule.pattern}")
         if "mpds" in self.builtin and (determinant := mpds.parse_determinant(key)) is not None:
             return CodeMatch(mpds.determinant_effect(determinant), "mpds")
-        if "apco" in self.builtin and (effect := apco.incident_type_effect(key)) is not None:
-            return CodeMatch(effect, "apco")
+        if "apco" in self.builtin and (incident_type := apco.incident_type_effect(key)) is not None:
+            return CodeMatch(incident_type, "apco")
         return None
 
 
