@@ -30,6 +30,8 @@ from streams.topics import ensure_topics
 
 @dataclass(frozen=True)
 class IngestBenchOptions:
+    """The broker to start, seconds of load per phase, connections, events per batch."""
+
     kafka: str = "apache"
     seconds: float = 10.0
     concurrency: int = 16
@@ -63,6 +65,7 @@ async def _phase(url: str, token: str, seconds: float, concurrency: int, batch: 
     deadline = time.perf_counter() + seconds
 
     async def client(session: aiohttp.ClientSession) -> None:
+        """One connection's loop: post, time, repeat until the phase ends."""
         while time.perf_counter() < deadline:
             first = counter[0]
             counter[0] += batch

@@ -50,6 +50,7 @@ class OutgoingCallEvent:
 
 
 def outgoing(events: list[ImportedEvent]) -> list[OutgoingCallEvent]:
+    """The events as records to publish, keyed by call id, in the compact encoding."""
     return [OutgoingCallEvent(e.call_id, encode_call_event(e), e.occurred_at) for e in events]
 
 
@@ -87,6 +88,7 @@ def convert_export(path: Path, mapping: CadMapping,
                                f"(its header: {header})")
 
         def rows() -> Iterator[tuple[int, dict[str, str | None]]]:
+            """The export's rows with the line each starts on (a quoted cell may span lines)."""
             start = reader.line_num + 1
             try:
                 for row in reader:

@@ -67,9 +67,11 @@ class ValueSpec(_Spec):
         return self
 
     def columns(self) -> set[str]:
+        """The columns this reads (checked against the export's header before any row)."""
         return {self.column} if self.column is not None else set(self.hash_of)
 
     def describe(self) -> str:
+        """Where the value comes from, for problem messages."""
         if self.column is not None:
             return f"column {self.column!r}"
         return f"columns {list(self.hash_of)}" if self.hash_of else "constant"
@@ -122,9 +124,11 @@ class TimeSpec(_Spec):
 
     @cached_property
     def compiled_regex(self) -> re.Pattern[str] | None:
+        """``regex`` compiled once."""
         return re.compile(self.regex) if self.regex else None
 
     def columns(self) -> set[str]:
+        """The columns this reads (checked against the export's header before any row)."""
         names = set(re.findall(r"\{([^{}]+)\}", self.template or ""))
         for name in (self.column, self.plus_seconds_column, self.seconds_after_received):
             if name is not None:
@@ -133,6 +137,8 @@ class TimeSpec(_Spec):
 
 
 class UnitTypeRule(_Spec):
+    """A regular expression on unit ids (whole id, any case) and the unit type it means."""
+
     pattern: str
     type: UnitType
 
@@ -177,6 +183,8 @@ class UnitColumnsSpec(_Spec):
 
 
 class UnitsSpec(_Spec):
+    """The export's units: ``lists`` or ``columns``, and which unit ids or types are which."""
+
     lists: UnitListsSpec | None = None
     columns: UnitColumnsSpec | None = None
     types: UnitTypeSpec = Field(default_factory=UnitTypeSpec)
@@ -189,6 +197,8 @@ class UnitsSpec(_Spec):
 
 
 class CallSpec(_Spec):
+    """Where the call's own values are: incident number, codes, district, phone, received time."""
+
     incident_number: ValueSpec
     nature_code: ValueSpec
     district: ValueSpec
@@ -207,6 +217,8 @@ class CloseSpec(_Spec):
 
 
 class CsvSpec(_Spec):
+    """How the file is written: encoding, delimiter, and the cells that mean 'no value'."""
+
     encoding: str = "utf-8-sig"
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     null_values: frozenset[str] = frozenset({"", "NULL"})
@@ -259,6 +271,7 @@ class CadMapping(_Spec):
 
     @cached_property
     def zone(self) -> ZoneInfo:
+        """The time zone of every time in the export without an offset."""
         return ZoneInfo(self.timezone)
 
     def columns(self) -> set[str]:
@@ -306,6 +319,8 @@ class RowProblem:
 
 @dataclass
 class ImportSummary:
+    """What an import produced, and how many rows it could not use."""
+
     rows: int = 0
     rows_rejected: int = 0
     calls: int = 0
@@ -315,6 +330,7 @@ class ImportSummary:
     problems: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """The summary as printed by `crisis import-cad`."""
         return {"rows": self.rows, "rows_rejected": self.rows_rejected, "calls": self.calls,
                 "dispatches": self.dispatches, "arrivals": self.arrivals, "closes": self.closes,
                 "problems": self.problems}

@@ -37,6 +37,7 @@ class CodeEffect(BaseModel):
 
     @property
     def empty(self) -> bool:
+        """Whether the code means nothing for triage (known, no concern or flag)."""
         return not self.concerns and not self.flags
 
 

@@ -58,6 +58,7 @@ class PatternRule(CodeEffect):
 
     @cached_property
     def regex(self) -> re.Pattern[str]:
+        """The compiled pattern, matched case-insensitively against the whole normalised code."""
         return re.compile(self.pattern, re.IGNORECASE)
 
 

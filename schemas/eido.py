@@ -45,11 +45,15 @@ class _Component(_Part):
 
 
 class EidoDisposition(_Component):
+    """A disposition of the incident: an APCO common disposition code, maybe marked primary."""
+
     code: Code = Field(validation_alias="dispositionCommonRegistryCode")
     primary: bool | None = Field(default=None, validation_alias="dispositionPrimaryIndicator")
 
 
 class EidoIncident(_Component):
+    """The incident: its types (internal code, APCO common type), status, id, beat, dispositions."""
+
     type_internal_code: Code | None = Field(default=None, validation_alias="incidentTypeInternalCode")
     type_common: Annotated[str, Field(min_length=1, max_length=32)] = Field(
         validation_alias="incidentTypeCommonRegistryText")
@@ -65,12 +69,16 @@ class EidoIncident(_Component):
 
 
 class EidoCall(_Component):
+    """A call of the incident: when it started, its direction, its callback."""
+
     start_at: AwareDatetime = Field(validation_alias="callStartTimestamp")
     direction: Literal["incoming", "outgoing", "internal"] | None = None
     callback: Reference | None = Field(default=None, validation_alias="callBackReference")
 
 
 class EidoCallback(_Component):
+    """How to call the caller back; only a ``tel:`` URI is read (personal data, internal only)."""
+
     uris: tuple[Annotated[str, Field(max_length=256)], ...] = Field(
         default=(), validation_alias="callBackInformationUri")
 
@@ -81,6 +89,8 @@ class EidoCallback(_Component):
 
 
 class EidoPerson(_Component):
+    """A person's roles in the incident (``Caller``, ``Patient``, ...); names are never read."""
+
     roles: tuple[Code, ...] = Field(validation_alias="personIncidentRoleRegistryText")
 
     @field_validator("roles", mode="before")
@@ -90,6 +100,8 @@ class EidoPerson(_Component):
 
 
 class EidoEmergencyResource(_Component):
+    """A unit: its registry type, name, attributes and secondary statuses."""
+
     type_common: Code = Field(validation_alias="emergencyResourceTypeCommonRegistryText")
     name: Code | None = Field(default=None, validation_alias="emergencyResourceName")
     attributes: tuple[Code, ...] = Field(default=(), validation_alias="resourceAttributeRegistryText")

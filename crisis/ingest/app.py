@@ -51,6 +51,7 @@ class Problem:
     message: str
 
     def as_dict(self) -> dict[str, Any]:
+        """The problem as it appears in the 400/403 answer's ``errors``."""
         return {"line": self.line, "field": self.field, "message": self.message}
 
 
@@ -64,6 +65,7 @@ class Refused(Exception):
         self.headers = headers or {}
 
     def response(self) -> web.Response:
+        """The JSON error answer."""
         body: dict[str, Any] = {"error": self.error, "message": self.message}
         if self.problems:
             body["errors"] = [problem.as_dict() for problem in self.problems]
@@ -154,6 +156,7 @@ class IngestHandlers:
     # -- POST /v1/events ----------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.Response:
+        """``POST /v1/events``: one event (application/json) or a batch (application/x-ndjson)."""
         return await self._serve(request, "/v1/events", self._events)
 
     async def _events(self, center: str, body: bytes, content_type: str) -> list[CallEvent]:
@@ -187,6 +190,7 @@ class IngestHandlers:
     # -- POST /v1/eido ------------------------------------------------------------------------
 
     async def eido(self, request: web.Request) -> web.Response:
+        """``POST /v1/eido``: a NENA EIDO document (application/json)."""
         return await self._serve(request, "/v1/eido", self._eido)
 
     async def _eido(self, center: str, body: bytes, content_type: str) -> list[CallEvent]:
@@ -207,9 +211,11 @@ class IngestHandlers:
     # -- health -------------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
+        """``GET /healthz``: the process serves requests."""
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        """``GET /readyz``: 200 while Kafka is reachable, else 503 with Retry-After."""
         if self.publisher.ready:
             return web.json_response({"ready": True})
         return web.json_response({"ready": False, "reason": "Kafka is not reachable"}, status=503,
@@ -266,9 +272,11 @@ def run_ingest() -> None:
     app = create_app(ingest, tokens, gate, metrics)
 
     async def start_gate(_: web.Application) -> None:
+        """Start the Kafka gate with the server."""
         await gate.start()
 
     async def stop_gate(_: web.Application) -> None:
+        """Stop the producer after the last request."""
         await gate.stop()
 
     app.on_startup.append(start_gate)

@@ -50,6 +50,7 @@ class TokenStore:
 
     @property
     def centers(self) -> tuple[str, ...]:
+        """The centers that have a token, sorted (the bounded metric labels)."""
         return tuple(sorted(self.hashes))
 
     def center_for(self, token: str) -> str | None:

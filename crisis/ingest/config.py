@@ -12,6 +12,8 @@ def _env(name: str, default: str) -> str:
 
 @dataclass(frozen=True)
 class IngestSettings:
+    """What `crisis ingest` listens on, who may post, and its limits (README, "Configuration")."""
+
     host: str = "127.0.0.1"
     port: int = 8080
     metrics_port: int = 9109
@@ -28,6 +30,7 @@ class IngestSettings:
 
     @classmethod
     def from_env(cls) -> IngestSettings:
+        """The settings from ``CRISIS_INGEST_*`` variables, defaults for the rest."""
         return cls(
             host=_env("CRISIS_INGEST_HOST", cls.host),
             port=int(_env("CRISIS_INGEST_PORT", str(cls.port))),

@@ -36,9 +36,13 @@ class EventPublisher(Protocol):
     """What the HTTP handlers need; ``KafkaGate`` in production, an in-memory double in unit tests."""
 
     @property
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Whether the brokers are reachable now (``/readyz``)."""
+        ...
 
-    async def publish(self, records: Sequence[Record]) -> None: ...
+    async def publish(self, records: Sequence[Record]) -> None:
+        """Publish every record (acks=all) or raise ``PublishUnavailable``."""
+        ...
 
 
 class KafkaGate:
@@ -55,6 +59,7 @@ class KafkaGate:
 
     @property
     def ready(self) -> bool:
+        """Whether the brokers are reachable now (``/readyz``)."""
         return self._ready
 
     def _set_ready(self, ready: bool) -> None:
@@ -68,6 +73,7 @@ class KafkaGate:
         self._task = asyncio.create_task(self._keep_connected(), name="kafka-gate")
 
     async def stop(self) -> None:
+        """Stop watching and close the producer (pending deliveries get their bounded time)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
