@@ -95,13 +95,17 @@ class KafkaGate:
         )
         try:
             await asyncio.wait_for(producer.start(), self.ingest.publish_timeout_seconds * 2)
-            # Our topics with our partition count, not the broker's auto-creation default.
-            await asyncio.wait_for(ensure_topics(self.settings), self.ingest.publish_timeout_seconds * 2)
         except BaseException:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise
         self.producer = producer
+        try:
+            # Our topics with our partition count, not the broker's auto-creation default. Where the
+            # service may not create topics (ACLs) they must exist: readiness checks for the topic.
+            await asyncio.wait_for(ensure_topics(self.settings), self.ingest.publish_timeout_seconds * 2)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("could not check or create the topics: %r", exc)
 
     async def _keep_connected(self) -> None:
         interval = self.ingest.health_interval_seconds
