@@ -16,7 +16,8 @@ from typing import IO
 
 from pydantic import ValidationError
 
-from domain.cad_export import CadMapping, Conversion, ExportConverter, ImportedEvent
+from domain.cad_export import Conversion, ExportConverter, ImportedEvent
+from domain.cad_mapping import CadMapping
 from schemas.calls import encode_call_event
 
 
