@@ -22,5 +22,6 @@ RUN useradd --create-home --uid 10001 crisis
 USER crisis
 WORKDIR /home/crisis
 
-EXPOSE 9108
+# 9108 worker metrics; 8080 and 9109 the ingest service and its metrics (`crisis ingest`).
+EXPOSE 9108 8080 9109
 CMD ["crisis", "worker"]

@@ -99,6 +99,9 @@ def _record_batch(metrics: PipelineMetrics, state: BatchState, effects: Effects,
             m.decision_latency.observe(latency)
     for route, count in routes.items():
         m.decisions.labels(route).inc(count)
+    for decision_id, center, count in state.unmapped_codes:
+        if decision_id in stored.decision_ids:
+            m.unmapped_nature_codes.labels(center).inc(count)
     for (previous, route), count in overrides.items():
         m.overrides.labels(previous, route).inc(count)
     letters = Counter(r.letter.reason for r in state.write.dead_letters if r.letter.event_id in stored.dead_letter_ids)

@@ -14,7 +14,7 @@ from typing import Any
 from agents.batch import BatchState
 from agents.decoding import Refusal
 from domain.policy import Policy
-from domain.triage import decide, override, override_refusal
+from domain.triage import decide_explained, override, override_refusal
 from schemas.calls import CallEvent, CallReceived, TriageOverridden
 from sinks.base import LifecycleEvent
 
@@ -37,7 +37,10 @@ class EventHandlers:
 
     def call_received(self, state: BatchState, call: CallReceived) -> Refusal | None:
         """Triage the call: the decision is stored and published, and starts what it requests."""
-        decision = decide(call, self.policy, self.pseudonym_key)
+        decision, result = decide_explained(call, self.policy, self.pseudonym_key)
+        if result.unmapped_codes:
+            state.unmapped_codes.append((decision.event_id, self.policy.nature_codes.metric_label(call.center_id),
+                                         len(result.unmapped_codes)))
         state.write.calls.append((call, decision.person_ref))
         state.write.decisions.append(decision)
         state.latest[call.call_id] = decision

@@ -139,6 +139,7 @@ def run_worker(policy: Policy) -> None:
 
     global _policy
     _policy = policy
+    metrics.start_centers_at_zero(policy.nature_codes.centers)
     log.info("triage policy %s %s", _policy.name, _policy.version)
     asyncio.run(ensure_topics(settings))
     faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

@@ -85,11 +85,17 @@ def triage(
     input_file: Annotated[Path | None, typer.Option("--input", help="JSON lines file (default: stdin).")] = None,
     explain_changes: Annotated[bool, typer.Option(
         "--show-changes", help="With --policy: list each changed call.")] = False,
+    unmapped_codes: Annotated[Path | None, typer.Option(
+        "--unmapped-codes", help="Write the codes no mapping recognised to this CSV file "
+        "(center_id, field, code, calls), under --policy when given.")] = None,
 ) -> None:
     """Decide routes for call.received JSON lines, without any broker.
 
     Without --policy: one decision per line (route, reasons, policy_version, call_id).
-    With --policy FILE: a what-if report of how many calls would change route, by old and new route.
+    With --policy FILE: a what-if report of how many calls would change route, by old and new route
+    (nature-code mappings included: a candidate that maps more codes shows which calls it moves).
+    With --unmapped-codes FILE: the nature codes, MPDS determinants and APCO types the policy's
+    mapping for each center does not recognise, most frequent first, for the center to map.
     """
     from domain.policy import PolicyError, load_policy
     from domain.triage import triage as decide_route
@@ -103,6 +109,7 @@ def triage(
     lines = (input_file.open(encoding="utf-8") if input_file else sys.stdin)
     invalid = 0
     changes: Counter[tuple[str, str]] = Counter()
+    unmapped: Counter[tuple[str, str, str]] = Counter()
     seen = 0
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -115,13 +122,15 @@ def triage(
             typer.echo(f"line {number}: invalid event: {problems}", err=True)
             continue
         if not isinstance(event, CallReceived):
-            if candidate is None:  # in a what-if over a CAD export, other lifecycle events are expected
+            # In a what-if or an unmapped-codes report over a CAD export, other lifecycle events are expected.
+            if candidate is None and unmapped_codes is None:
                 invalid += 1
                 typer.echo(f"line {number}: {event.type} is not a call.received event", err=True)
             continue
         seen += 1
         decision = decide_route(event, current)
         if candidate is None:
+            unmapped.update((event.center_id, ref.field, ref.code) for ref in decision.unmapped_codes)
             typer.echo(json.dumps({
                 "call_id": event.call_id, "route": decision.route.value, "reasons": list(decision.reasons),
                 "second_response_requested": decision.second_response_requested,
@@ -129,6 +138,7 @@ def triage(
             }))
             continue
         proposed = decide_route(event, candidate)
+        unmapped.update((event.center_id, ref.field, ref.code) for ref in proposed.unmapped_codes)
         changes[(decision.route.value, proposed.route.value)] += 1
         if explain_changes and proposed.route != decision.route:
             typer.echo(json.dumps({"call_id": event.call_id, "from": decision.route.value,
@@ -142,9 +152,24 @@ def triage(
             "candidate": f"{candidate.name} {candidate.version}",
             "by_route": [{"from": old, "to": new, "calls": n} for (old, new), n in sorted(changes.items())],
         }, indent=2))
+    if unmapped_codes is not None:
+        _write_unmapped_codes(unmapped_codes, unmapped)
     if invalid:
         typer.echo(f"{invalid} invalid line(s)", err=True)
         raise typer.Exit(1)
+
+
+def _write_unmapped_codes(path: Path, unmapped: Counter[tuple[str, str, str]]) -> None:
+    """The unmapped-codes report: one CSV row per center and code, most calls first."""
+    import csv
+
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["center_id", "field", "code", "calls"])
+        for (center_id, field, code), calls in sorted(unmapped.items(), key=lambda item: (-item[1], item[0])):
+            writer.writerow([center_id, field, code, calls])
+    typer.echo(f"{len(unmapped)} distinct unmapped code(s), seen {sum(unmapped.values())} time(s): written to {path}",
+               err=True)
 
 
 @app.command()
@@ -284,6 +309,97 @@ def replay(
     typer.echo(json.dumps({**summary.as_dict(), "topic": topic}))
 
 
+@app.command()
+def ingest() -> None:
+    """Run the HTTP front door for CADs: POST /v1/events (our events, NDJSON batches) and /v1/eido (NENA EIDO).
+
+    Publishes to $KAFKA_BOOTSTRAP with acks=all; centers authenticate with the tokens of
+    $CRISIS_INGEST_TOKENS_FILE / $CRISIS_INGEST_TOKENS. Stops cleanly on SIGTERM.
+    """
+    from crisis.ingest.app import run_ingest
+    from crisis.ingest.auth import TokenConfigError
+
+    try:
+        run_ingest()
+    except (TokenConfigError, ValueError, OSError) as exc:
+        _fail(str(exc))
+
+
+@app.command("ingest-token")
+def ingest_token(
+    center_id: Annotated[str, typer.Argument(help="The dispatch center the token is for (e.g. stl-911).")],
+) -> None:
+    """Make a new token for a center: give the token to the center, put the hash line in the token file."""
+    from crisis.ingest.auth import TokenConfigError, hash_token, load_tokens, new_token
+
+    token = new_token()
+    digest = hash_token(token)
+    try:
+        load_tokens(None, f"{center_id}={digest}")  # the same checks the service applies
+    except TokenConfigError as exc:
+        _fail(str(exc))
+    typer.echo(f"token (give it to the center once; it is not stored anywhere): {token}", err=True)
+    typer.echo(f"token file line ([centers] in $CRISIS_INGEST_TOKENS_FILE):  \"{center_id}\" = \"{digest}\"",
+               err=True)
+    typer.echo(f"or environment:  CRISIS_INGEST_TOKENS={center_id}={digest}", err=True)
+    typer.echo(json.dumps({"center_id": center_id, "token": token, "hash": digest}))
+
+
+@app.command("import-cad")
+def import_cad(
+    export: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                           help="The CAD's calls-for-service export (CSV).")],
+    mapping: Annotated[Path, typer.Option(help="Mapping file of the export's format "
+                                               "(deploy/cad-mappings/*.toml).")],
+    out: Annotated[Path | None, typer.Option(help="Write the events here (JSON lines) instead of publishing.")]
+    = None,
+    publish: Annotated[bool, typer.Option("--publish", help="Publish the events to $KAFKA_BOOTSTRAP.")] = False,
+    strict: Annotated[bool, typer.Option(help="Write or publish nothing if any row cannot be used.")] = False,
+) -> None:
+    """Turn a CAD export into our lifecycle events (call.received, unit.dispatched, unit.arrived, call.closed).
+
+    Call ids are <center_id>:<incident number> and event ids come from the export's own identifiers,
+    so importing the same file twice, or an overlapping later export, stores nothing twice. Rows that
+    cannot be used are reported on stderr by line number with the reason; a JSON summary (calls,
+    dispatches, arrivals, closes) goes to stdout.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from crisis.import_cad import CadImportError, convert_export, load_mapping, outgoing, write_events
+
+    if (out is None) == (not publish):
+        _fail("give exactly one of --out FILE or --publish")
+    try:
+        chosen = load_mapping(mapping)
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                      console=Console(stderr=True), disable=not sys.stderr.isatty(), transient=True) as bar:
+            task = bar.add_task("reading", total=export.stat().st_size)
+            result = convert_export(export, chosen, on_progress=lambda read: bar.update(task, completed=read))
+    except CadImportError as exc:
+        _fail(str(exc))
+    for problem in result.problems:
+        typer.echo(f"line {problem.line}: {problem.message}", err=True)
+    summary: dict[str, object] = {**result.summary.as_dict(), "center_id": chosen.center_id,
+                                  "events": len(result.events)}
+    if strict and result.problems:
+        typer.echo(f"{len(result.problems)} problem(s): nothing written or published (--strict)", err=True)
+        typer.echo(json.dumps({**summary, "events": 0}))
+        raise typer.Exit(1)
+    if out is not None:
+        write_events(result.events, out)
+        summary["out"] = str(out)
+    else:
+        from streams import topics
+        from streams.config import Settings
+
+        settings = Settings.from_env()
+        published = _publish_with_progress(settings, outgoing(result.events), None)
+        summary["published"] = published.events
+        summary["topic"] = settings.topic(topics.CALLS)
+    typer.echo(json.dumps(summary))
+
+
 class KafkaKind(StrEnum):
     TANSU = "tansu"
     APACHE = "apache"
@@ -332,6 +448,34 @@ def bench(
     for key, value in summary.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     Console().print(table)
+
+
+@app.command("bench-ingest")
+def bench_ingest(
+    kafka: Annotated[KafkaKind, typer.Option(help="Broker to start when $KAFKA_BOOTSTRAP is not set.")]
+    = KafkaKind.APACHE,
+    seconds: Annotated[float, typer.Option(min=0.5, help="Seconds of load per phase.")] = 10.0,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight at once.")] = 16,
+    batch: Annotated[int, typer.Option(min=2, help="Events per request in the batch phase.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Measure `crisis ingest`: requests per second and p50/p99 latency, single events and batches.
+
+    Starts Apache Kafka (or tansu) unless $KAFKA_BOOTSTRAP is set, and the ingest service in its own
+    process; the load comes from this process. Latency runs until the 202, so it includes acks=all.
+    """
+    from crisis.bench_ingest import IngestBenchOptions, run_ingest_bench
+    from crisis.services import ServiceError
+
+    try:
+        summary = run_ingest_bench(IngestBenchOptions(kafka=kafka.value, seconds=seconds, concurrency=concurrency,
+                                                      batch=batch))
+    except (ServiceError, OSError) as exc:
+        _fail(f"bench-ingest failed: {exc}")
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    typer.echo(json.dumps(summary, indent=2))
 
 
 @app.command()

@@ -11,9 +11,18 @@ import time
 import uuid
 from typing import Any
 
+from crisis.ingest.auth import hash_token, new_token
 from crisis.publish import publish_events
-from crisis.services import EmbeddedPostgres, ServiceError, TansuBroker, WorkerProcess, create_database, free_port
-from crisis.simulate import City, malformed_events
+from crisis.services import (
+    EmbeddedPostgres,
+    IngestProcess,
+    ServiceError,
+    TansuBroker,
+    WorkerProcess,
+    create_database,
+    free_port,
+)
+from crisis.simulate import City, SimulatedEvent, malformed_events
 from domain.policy import load_policy
 from sinks.migrate import migrate
 from sinks.queries import pipeline_counts
@@ -40,6 +49,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     run = uuid.uuid4().hex[:6]
     with contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+        on_tansu = not bootstrap
         if not bootstrap:
             bootstrap = stack.enter_context(TansuBroker()).bootstrap
         database_url = os.environ.get("DATABASE_URL")
@@ -59,13 +69,24 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
         asyncio.run(ensure_topics(settings))
         worker = WorkerProcess(settings.as_env(), name="demo-worker").start()
         stack.callback(worker.stop)
+        # The HTTP front door, as a center without Kafka access would use it.
+        token = new_token()
+        ingest = IngestProcess({
+            **settings.as_env(), "CRISIS_INGEST_PORT": str(free_port()), "CRISIS_INGEST_METRICS_PORT": "0",
+            "CRISIS_INGEST_TOKENS": f"stl-911={hash_token(token)}",
+            # tansu does not do idempotent producers; duplicates would be absorbed by event id anyway.
+            "CRISIS_INGEST_IDEMPOTENCE": "false" if on_tansu else "true",
+        }, name="demo-ingest").start()
+        stack.callback(ingest.stop)
 
         city = City(load_policy(), seed=seed, run_tag=run)
         events = city.events(calls)
-        events += list(malformed_events(malformed, seed))
+        over_http, over_kafka = split_by_partition(events, settings.partitions)
+        over_kafka += list(malformed_events(malformed, seed))
+        events = over_http + over_kafka
         lifecycle = sum(1 for e in events if e.type not in ("call.received", "malformed"))
         topic = settings.topic(topics.CALLS)
-        asyncio.run(_publish(bootstrap, topic, events, progress))
+        asyncio.run(_publish(bootstrap, topic, over_kafka, ingest.url, token, over_http, progress))
         counts = asyncio.run(wait_for_counts(database_url, city.call_prefix, settings.topic(topics.CALLS),
                                              calls, lifecycle, malformed, timeout_seconds))
         if not worker.alive():
@@ -74,6 +95,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     return {
         "calls_sent": calls,
         "events_sent": len(events),
+        "events_posted_http": len(over_http),
         "malformed_sent": malformed,
         **counts,
         "complete": complete,
@@ -83,12 +105,57 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     }
 
 
-async def _publish(bootstrap: str, topic: str, events: list, progress: bool) -> None:
+def split_by_partition(events: list[SimulatedEvent], partitions: int) -> tuple[list[SimulatedEvent],
+                                                                              list[SimulatedEvent]]:
+    """The events of the calls Kafka puts on partition 0 (sent over HTTP), and the rest (sent to Kafka).
+
+    Splitting by partition keeps each partition fed by one path, in time order, so the worker's
+    event-time watermark sees the same stream as if everything came one way.
+    """
+    from aiokafka.partitioner import DefaultPartitioner
+
+    every = list(range(partitions))
+    over_http = [e for e in events if DefaultPartitioner()(e.key.encode(), every, every) == 0]
+    chosen = {id(e) for e in over_http}
+    return over_http, [e for e in events if id(e) not in chosen]
+
+
+async def post_events(url: str, token: str, events: list[SimulatedEvent], on_posted: Any = None,
+                      batch: int = 100) -> int:
+    """POST the events to /v1/events as NDJSON batches, in order; a 503 is retried after its Retry-After."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-ndjson"}
+    posted = 0
+    async with aiohttp.ClientSession() as session:
+        for start in range(0, len(events), batch):
+            body = b"".join(e.value + b"\n" for e in events[start:start + batch])
+            for _attempt in range(30):
+                async with session.post(url + "/v1/events", data=body, headers=headers) as response:
+                    if response.status == 202:
+                        break
+                    if response.status != 503:
+                        raise ServiceError(f"ingest answered {response.status}: {(await response.text())[:2000]}")
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+            else:
+                raise ServiceError("ingest stayed unavailable (503)")
+            posted += len(events[start:start + batch])
+            if on_posted is not None:
+                on_posted(posted)
+    return posted
+
+
+async def _publish(bootstrap: str, topic: str, events: list[SimulatedEvent], ingest_url: str, token: str,
+                   over_http: list[SimulatedEvent], progress: bool) -> None:
+    """Kafka and HTTP at once, each path in time order."""
     if not progress:
-        await publish_events(bootstrap, topic, events)
+        await asyncio.gather(publish_events(bootstrap, topic, events), post_events(ingest_url, token, over_http))
         return
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
-        task = bar.add_task("publishing call events", total=len(events))
-        await publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(task, completed=n))
+        kafka = bar.add_task("publishing call events to Kafka", total=len(events))
+        http = bar.add_task("posting call events to the ingest service", total=len(over_http))
+        await asyncio.gather(
+            publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(kafka, completed=n)),
+            post_events(ingest_url, token, over_http, on_posted=lambda n: bar.update(http, completed=n)))

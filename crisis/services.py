@@ -321,3 +321,44 @@ class WorkerProcess:
 
     def log_tail(self, chars: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+
+class IngestProcess:
+    """The HTTP front door (`crisis ingest`) in its own process, configured by environment."""
+
+    def __init__(self, env: dict[str, str], name: str = "ingest") -> None:
+        self.env = {**os.environ, **env}
+        self.port = int(self.env.get("CRISIS_INGEST_PORT", "8080"))
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = Path(tempfile.gettempdir()) / f"crisis-{name}-{uuid.uuid4().hex[:8]}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout_seconds: float = 60) -> IngestProcess:
+        """Start it and wait until /readyz says Kafka is reachable."""
+        import sys
+        import urllib.error
+        import urllib.request
+
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "crisis.cli", "ingest"],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True,
+            )
+        deadline = time.monotonic() + ready_timeout_seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ServiceError(f"crisis ingest exited with code {self.process.returncode}:\n{self.log_tail()}")
+            with contextlib.suppress(urllib.error.URLError, OSError), \
+                    urllib.request.urlopen(self.url + "/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return self
+            time.sleep(0.2)
+        self.stop()
+        raise ServiceError(f"crisis ingest was not ready within {ready_timeout_seconds} s:\n{self.log_tail()}")
+
+    def stop(self, timeout_seconds: float = 30) -> None:
+        if self.process is not None:
+            _stop(self.process, timeout_seconds)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""

@@ -25,8 +25,24 @@ from schemas.calls import AttemptResult, CallReceived, Channel, Concern, Disposi
 from schemas.triage import Route
 
 DISTRICTS = ("district-1", "district-2", "district-3", "district-4", "district-5", "district-6")
-NATURE_CODES = ("MENTAL", "SUICID", "DISTURB", "WELFARE", "OD", "TRESPASS", "CHECKWEL")
-MPDS_CODES = ("25-A-1", "25-B-3", "25-B-6V", "25-C-1", "25-D-1", "41-A-1", "41-B-1", "41-C-1", None)
+# The center's nature code follows the call's main concern, so a code the policy maps (INTOX and
+# WELFARE are APCO common types) never adds a concern the simulated call taker did not record.
+NATURE_CODES: dict[Concern | None, tuple[str, ...]] = {
+    None: ("TRESPASS", "DISTURB"),
+    Concern.MENTAL_HEALTH: ("MENTAL",),
+    Concern.SUBSTANCE_USE: ("INTOX",),
+    Concern.SUICIDAL_IDEATION: ("SUICID",),
+    Concern.TRAUMA: ("MENTAL",),
+    Concern.QUALITY_OF_LIFE: ("NUISANCE",),
+    Concern.SELF_SUFFICIENCY: ("ASSIST",),
+    Concern.WELFARE_CHECK: ("WELFARE", "CHECKWEL"),
+}
+# MPDS determinants that add nothing beyond the concern (no safety flag): the flags are drawn
+# separately, at the published rates.
+MPDS_CODES: dict[Concern | None, tuple[str | None, ...]] = {
+    Concern.MENTAL_HEALTH: ("25-A-1", "25-B-6", None),
+    Concern.SUICIDAL_IDEATION: ("25-A-2", None),
+}
 
 # Relative call volume by local hour: quiet before dawn, busiest in the afternoon and evening.
 HOURLY_WEIGHT = (0.45, 0.4, 0.35, 0.3, 0.3, 0.35, 0.5, 0.7, 0.9, 1.0, 1.1, 1.15,
@@ -114,7 +130,8 @@ class City:
         self.start_at = start_at or DEFAULT_START_AT
         self.seed = seed
         # Every call id starts with this: runs with different tags never collide in one database.
-        self.call_prefix = f"sim{seed}-{run_tag}-" if run_tag else f"sim{seed}-"
+        # Call ids are scoped by center ("<center_id>:<incident>", README "For dispatch-center integrators").
+        self.call_prefix = f"stl-911:sim{seed}-{run_tag}-" if run_tag else f"stl-911:sim{seed}-"
 
     def _next_gap(self, at: datetime) -> timedelta:
         hour = at.astimezone(self.policy.zone).hour
@@ -131,10 +148,11 @@ class City:
             if rng.random() < 0.25:
                 concerns.append(str(Concern.SUBSTANCE_USE))
         flags = {flag: rng.random() < rate for flag, rate in FLAG_RATES.items()}
+        main_concern = Concern(concerns[0]) if concerns else None
         received = {
             "center_id": "stl-911",
-            "nature_code": rng.choice(NATURE_CODES),
-            "mpds_code": rng.choice(MPDS_CODES),
+            "nature_code": rng.choice(NATURE_CODES[main_concern]),
+            "mpds_code": rng.choice(MPDS_CODES.get(main_concern, (None,))),
             "concerns": sorted(set(concerns)),
             **flags,
             "person_in_crisis_is_caller": rng.random() < s.caller_in_crisis_share,

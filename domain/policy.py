@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domain.nature_codes import NatureCodeSettings
 from schemas.calls import Concern, Disposition
 from schemas.followups import Contact
 from schemas.sla import Response
@@ -174,6 +175,8 @@ class Policy(BaseModel):
     sla: dict[Response, SlaSettings]
     overrides: OverrideSettings = OverrideSettings()
     followup: FollowupSettings = FollowupSettings()
+    # What each center's nature codes, MPDS determinants and APCO incident types mean (domain/nature_codes.py).
+    nature_codes: NatureCodeSettings = Field(default_factory=NatureCodeSettings)
 
     @field_validator("timezone")
     @classmethod

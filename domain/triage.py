@@ -6,8 +6,9 @@ import hashlib
 import hmac
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from domain.nature_codes import CodeRef, map_call_codes
 from domain.policy import SAFETY_FLAGS, Policy
 from schemas.calls import CallReceived, TriageOverridden
 from schemas.triage import Route, TriageDecision
@@ -50,12 +51,22 @@ class Triage:
     route: Route
     reasons: tuple[str, ...]
     second_response_requested: bool
+    # The safety flags the call has: the call taker's, and those its codes mean (an override lowering
+    # police involvement on such a call needs an approver). A fact about the call, not a choice of the
+    # rules: two triages with the same route and reasons are equal.
+    safety_flags: tuple[str, ...] = field(default=(), compare=False)
+    # The call's codes that nothing in its center's mapping recognised (crisis_triage_unmapped_nature_codes_total).
+    # A diagnostic, not part of the decision: two triages with the same route and reasons are equal.
+    unmapped_codes: tuple[CodeRef, ...] = field(default=(), compare=False)
 
 
 def triage(call: CallReceived, policy: Policy) -> Triage:
     """Choose the route for ``call`` under ``policy``.
 
-    Order of the rules, each a published criterion (README, "Triage rules"):
+    First the call's codes are read with its center's mapping (``policy.nature_codes``): the
+    concerns and safety flags they mean are added to what the call taker recorded (never taken
+    away), each addition with a reason such as ``nature_code:25B6V -> violence_or_threat_to_others``.
+    Then the rules, in order, each a published criterion (README, "Triage rules"):
     1. no behavioral-health concern -> emergency (ordinary dispatch);
     2. any emergency flag -> emergency, co-responder requested as second response;
     3. any co-responder flag, an on-scene concern or a third-party caller -> co-responder team;
@@ -63,7 +74,10 @@ def triage(call: CallReceived, policy: Policy) -> Triage:
     then a route outside its opening hours falls back to the next route, with a reason saying so.
     """
     flags = {flag for flag in SAFETY_FLAGS if getattr(call, flag)}
-    behavioral = policy.behavioral_health_concerns.intersection(call.concerns)
+    mapped = map_call_codes(call, policy.nature_codes, flags)
+    flags |= mapped.flags
+    concerns = call.concerns | mapped.concerns if mapped.concerns else call.concerns
+    behavioral = policy.behavioral_health_concerns.intersection(concerns)
 
     if not behavioral:
         route, reasons = Route.EMERGENCY, ["no_behavioral_health_concern", *sorted(flags)]
@@ -71,7 +85,7 @@ def triage(call: CallReceived, policy: Policy) -> Triage:
         route, reasons = Route.EMERGENCY, emergency
     else:
         reasons = sorted(flags & policy.co_responder_flags)
-        if on_scene := sorted(policy.on_scene_concerns.intersection(call.concerns)):
+        if on_scene := sorted(policy.on_scene_concerns.intersection(concerns)):
             reasons += [f"{concern}_needs_on_scene" for concern in on_scene]
         if policy.third_party_caller_needs_on_scene and not call.person_in_crisis_is_caller:
             reasons.append("third_party_caller_needs_on_scene")
@@ -81,6 +95,8 @@ def triage(call: CallReceived, policy: Policy) -> Triage:
         else:
             route, reasons = Route.DIVERSION_LINE, ["no_safety_flags_phone_resolvable"]
 
+    if mapped.reasons:
+        reasons = [*mapped.reasons, *reasons]
     while not policy.is_open(route, call.occurred_at):
         reasons.append(f"{route.value}_closed")
         route = policy.fallback(route)
@@ -93,11 +109,17 @@ def triage(call: CallReceived, policy: Policy) -> Triage:
     )
     if second_response:
         reasons.append("co_responder_second_response")
-    return Triage(route=route, reasons=tuple(reasons), second_response_requested=second_response)
+    return Triage(route=route, reasons=tuple(reasons), second_response_requested=second_response,
+                  safety_flags=tuple(flag for flag in SAFETY_FLAGS if flag in flags), unmapped_codes=mapped.unmapped)
 
 
 def decide(call: CallReceived, policy: Policy, pseudonym_key: bytes) -> TriageDecision:
     """Run the rules on ``call`` and build the decision event published to partners."""
+    return decide_explained(call, policy, pseudonym_key)[0]
+
+
+def decide_explained(call: CallReceived, policy: Policy, pseudonym_key: bytes) -> tuple[TriageDecision, Triage]:
+    """``decide``, plus the rules' own result: its ``unmapped_codes`` feed the worker's metric."""
     result = triage(call, policy)
     return TriageDecision(
         event_id=deterministic_id("triage.decided", call.event_id, policy.name, policy.version),
@@ -112,8 +134,8 @@ def decide(call: CallReceived, policy: Policy, pseudonym_key: bytes) -> TriageDe
         center_id=call.center_id,
         district=call.district,
         person_ref=person_ref(call.caller_phone, pseudonym_key),
-        safety_flags=tuple(flag for flag in SAFETY_FLAGS if getattr(call, flag)),
-    )
+        safety_flags=result.safety_flags,
+    ), result
 
 
 def lowers_police_involvement(safety_flags: tuple[str, ...], from_route: Route, to_route: Route) -> bool:

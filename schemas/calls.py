@@ -116,6 +116,9 @@ class CallReceived(_Event):
     center_id: ShortText
     nature_code: ShortText
     mpds_code: Annotated[str, Field(pattern=MPDS_CODE_PATTERN)] | None = None
+    # APCO common incident type (NENA EIDO's incidentTypeCommonRegistryText), e.g. MNTL, SUICTHRT.
+    incident_type_common: Annotated[
+        str, Field(min_length=1, max_length=32, pattern=NO_CONTROL_CHARACTERS)] | None = None
     # A set: a concern listed twice counts once (the published schema says so: no reason to drop a
     # crisis call over a harmless repetition); validation stays in pydantic's compiled core.
     concerns: frozenset[Concern] = Field(default_factory=frozenset, max_length=len(Concern),
@@ -252,3 +255,12 @@ def describe_validation_error(exc: ValidationError, limit: int = 2000) -> str:
             message = "contains a control character (C0/C1 controls, ANSI escapes, bidi overrides are refused)"
         parts.append(f"{where}: {message}")
     return "; ".join(parts)[:limit]
+
+
+def encode_call_event(event: CallEvent) -> bytes:
+    """The compact JSON of an event as integrations send it: unset optional fields left out, concerns
+    sorted, so the same event always encodes to the same bytes (imports and ingest are repeatable)."""
+    body = event.model_dump(mode="json", exclude_none=True)
+    if "concerns" in body:
+        body["concerns"] = sorted(body["concerns"])
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

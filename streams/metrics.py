@@ -7,8 +7,11 @@ cannot see a series' first increment).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from domain.nature_codes import OTHER_CENTERS_LABEL
 from domain.timers.followup import FIRST_ATTEMPT_SECONDS
 from domain.timers.registry import TIMER_KINDS
 from schemas.calls import CALL_EVENT_TYPES, Linkage
@@ -133,7 +136,20 @@ class PipelineMetrics:
         )
         # Histograms a timer kind observes through its steps, by name.
         self.observations = {FIRST_ATTEMPT_SECONDS: self.followup_first_attempt}
+        self.unmapped_nature_codes = Counter(
+            "crisis_triage_unmapped_nature_codes",
+            "Codes of triaged calls (nature code, MPDS determinant, APCO incident type) that the center's "
+            "mapping does not recognise, by center: centers the policy lists, 'other' for the rest "
+            "(list them with `crisis triage --unmapped-codes FILE`).",
+            ["center_id"],
+            registry=r,
+        )
         self._start_at_zero()
+
+    def start_centers_at_zero(self, center_ids: Iterable[str]) -> None:
+        """Create the per-center series of the centers the policy lists (``policy.nature_codes.centers``)."""
+        for center_id in center_ids:
+            self.unmapped_nature_codes.labels(center_id)
 
     def _start_at_zero(self) -> None:
         """Create every label combination now: alerts on rate() cannot see a series' first increment."""
@@ -165,3 +181,61 @@ class PipelineMetrics:
             self.timer_failures.labels(timer_kind.name)
         for reason in UNMATCHED_REASONS:
             self.unmatched_events.labels(reason)
+        self.unmapped_nature_codes.labels(OTHER_CENTERS_LABEL)
+
+
+INGEST_ENDPOINTS = ("/v1/events", "/v1/eido")
+INGEST_STATUSES = ("202", "400", "401", "403", "413", "415", "503")
+UNAUTHENTICATED_LABEL = "unauthenticated"
+BODY_BUCKETS_BYTES = (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
+
+
+class IngestMetrics:
+    """Metrics of `crisis ingest`, the HTTP front door (its own registry and port, beside the worker's).
+
+    ``center_id`` labels are bounded by the token file: only authenticated centers, plus
+    ``unauthenticated`` for requests without a valid token.
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "crisis_ingest_requests", "HTTP requests to the ingest endpoints, by endpoint, status and center.",
+            ["endpoint", "status", "center_id"], registry=r,
+        )
+        self.request_bytes = Histogram(
+            "crisis_ingest_request_body_bytes", "Size of request bodies received, by endpoint.",
+            ["endpoint"], buckets=BODY_BUCKETS_BYTES, registry=r,
+        )
+        self.request_duration = Histogram(
+            "crisis_ingest_request_duration_seconds",
+            "Seconds from a request's arrival to its response, by endpoint (202s include the Kafka acks).",
+            ["endpoint"], buckets=LATENCY_BUCKETS_SECONDS, registry=r,
+        )
+        self.publish_duration = Histogram(
+            "crisis_ingest_publish_duration_seconds",
+            "Seconds to publish one request's events until Kafka acknowledged every record (acks=all).",
+            buckets=LATENCY_BUCKETS_SECONDS, registry=r,
+        )
+        self.events_published = Counter(
+            "crisis_ingest_events_published", "Events published to crisis.calls.v1 after a 202, by center and type.",
+            ["center_id", "type"], registry=r,
+        )
+        self.kafka_ready = Gauge(
+            "crisis_ingest_kafka_ready", "1 while the ingest service's producer reaches the brokers, else 0.",
+            registry=r,
+        )
+
+    def start_at_zero(self, center_ids: Iterable[str]) -> None:
+        """Create every label combination now, so rate() alerts see the first increment."""
+        center_ids = tuple(center_ids)
+        for endpoint in INGEST_ENDPOINTS:
+            self.request_bytes.labels(endpoint)
+            self.request_duration.labels(endpoint)
+            for status in INGEST_STATUSES:
+                for center_id in (*center_ids, UNAUTHENTICATED_LABEL):
+                    self.requests.labels(endpoint, status, center_id)
+        for center_id in center_ids:
+            for event_type in CALL_EVENT_TYPES:
+                self.events_published.labels(center_id, event_type)

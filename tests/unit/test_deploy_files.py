@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import PipelineMetrics
+from streams.metrics import IngestMetrics, PipelineMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -52,8 +52,20 @@ def _setting(block: str, key: str) -> str:
 
 def test_compose_defines_the_services() -> None:
     text = COMPOSE.read_text()
-    for name in ("kafka", "postgres", "migrate", "worker", "prometheus"):
+    for name in ("kafka", "postgres", "migrate", "worker", "prometheus", "ingest"):
         _service_block(text, name)
+
+
+def test_compose_ingest_wiring() -> None:
+    text = COMPOSE.read_text()
+    ingest = _service_block(text, "ingest")
+    assert '["crisis", "ingest"]' in ingest
+    assert "CRISIS_INGEST_TOKENS: ${CRISIS_INGEST_TOKENS:?" in ingest, "no default token: each center gets its own"
+    assert "CRISIS_INGEST_HOST: 0.0.0.0" in ingest
+    assert '"8080:8080"' in ingest
+    assert re.search(r"kafka:\n\s+condition: service_healthy", ingest)
+    assert "/healthz" in ingest
+    assert "ingest:9109" in (PROMETHEUS / "prometheus.yml").read_text()
 
 
 def test_compose_kafka_gives_every_required_setting() -> None:
@@ -102,8 +114,10 @@ def test_dockerfile_installs_every_package_and_runs_unprivileged() -> None:
 
 
 def exposed_metric_names() -> set[str]:
-    """Every name under which the worker's metrics can be queried: family names, with their type's suffixes."""
-    families = PipelineMetrics(CollectorRegistry()).registry.collect()
+    """Every name under which the worker's and the ingest service's metrics can be queried: family names,
+    with their type's suffixes."""
+    families = [*PipelineMetrics(CollectorRegistry()).registry.collect(),
+                *IngestMetrics(CollectorRegistry()).registry.collect()]
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {family.name + suffix for family in families for suffix in (*suffixes[family.type], "")}
 

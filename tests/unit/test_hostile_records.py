@@ -153,14 +153,14 @@ async def test_a_bug_in_the_rules_dead_letters_only_its_record(call_received_fac
     from domain import triage
 
     h = Harness()
-    real = triage.decide
+    real = triage.decide_explained
 
     def decide(call, policy, key):
         if call.call_id == "boom":
             raise ZeroDivisionError("a rule divided by zero")
         return real(call, policy, key)
 
-    monkeypatch.setattr("agents.handlers.decide", decide)
+    monkeypatch.setattr("agents.handlers.decide_explained", decide)
     await h.send(call_received_factory(call_id="a"), call_received_factory(call_id="boom"),
                  call_received_factory(call_id="b"))
     [letter] = h.published(topics.DEADLETTER)
@@ -312,3 +312,14 @@ async def test_the_window_follows_the_configured_settings(call_received_factory)
                  call_received_factory(call_id="new"),
                  call_received_factory(call_id="ahead", occurred_at=(h.now + timedelta(hours=2)).isoformat()))
     assert reasons(h) == ["implausible_time", "implausible_time"] and set(h.store.calls) == {"new"}
+
+
+async def test_a_safety_flag_its_nature_code_means_protects_the_call_from_an_unapproved_override(
+        call_received_factory):
+    """MPDS 25-B-6V means violence: the call is treated as flagged, even with no flag from the call taker."""
+    h = Harness()
+    await h.send(call_received_factory(call_id="c1", mpds_code="25-B-6V", concerns=[]))
+    [decision] = h.published(topics.TRIAGE)
+    assert decision["safety_flags"] == ["violence_or_threat_to_others"] and decision["route"] == "emergency"
+    await h.send(override("c1", "diversion_line"))
+    assert reasons(h) == ["override_refused"]

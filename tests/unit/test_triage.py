@@ -69,7 +69,8 @@ def make_call(**overrides: Any) -> CallReceived:
         "occurred_at": datetime(2026, 11, 2, 15, 0, tzinfo=UTC).isoformat(),
         "center_id": "stl-911",
         "nature_code": "MENTAL",
-        "mpds_code": "25-A-1",
+        # No determinant: an MPDS code adds its own concerns and flags (tested in test_nature_codes.py).
+        "mpds_code": None,
         "concerns": ["mental_health"],
         "person_in_crisis_is_caller": True,
         "juvenile": False,

@@ -1,0 +1,1 @@
+"""`crisis ingest`: HTTP and NENA EIDO front door for dispatch centers that cannot produce to Kafka."""
