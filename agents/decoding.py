@@ -41,10 +41,14 @@ class InboundRecord:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Why a record was refused: a reason from ``schemas.deadletter.DEAD_LETTER_REASONS`` and a readable error."""
+    """Why a record was refused: a reason from ``schemas.deadletter.DEAD_LETTER_REASONS``, a readable
+    error that never echoes field values, the stage that refused it and the exception's name (both
+    for the dead letter's Kafka Connect-style headers)."""
 
     reason: str
     error: str
+    stage: str = "decode"  # decode, handle (the event's meaning), process (our code), store (Postgres or Kafka)
+    exception: str = "ValidationError"
 
 
 def dead_letter_reason(exc: ValidationError) -> str:
@@ -69,7 +73,8 @@ def dead_letter_reason(exc: ValidationError) -> str:
 def decode_record(record: InboundRecord, window: TimeWindow) -> CallEvent | Refusal:
     """The record's event, or why it is refused. Never raises for any bytes (or none)."""
     if record.value is None:
-        return Refusal("tombstone", "the record has no value (a tombstone): call events are never deleted")
+        return Refusal("tombstone", "the record has no value (a tombstone): call events are never deleted",
+                       exception="Tombstone")
     try:
         return decode_call_event(record.value, window)
     except ValidationError as exc:
@@ -99,6 +104,8 @@ def dead_letter(record: InboundRecord, refusal: Refusal, now: datetime) -> Rejec
         source_key=_readable(record.key, MAX_KEY_CHARS) if record.key is not None else None,
         reason=refusal.reason,
         error=error,
+        stage=refusal.stage,
+        exception=refusal.exception,
         original_value_base64=original,
         dead_lettered_at=now,
     )

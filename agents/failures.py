@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -62,9 +63,16 @@ def rejection_reason(exc: BaseException) -> str:
     return "unstorable" if isinstance(exc, UNSTORABLE) else "processing_error"
 
 
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_DIGIT_RUNS = re.compile(r"\+?\d[\d\s().-]{5,}\d")
+
+
 def describe(exc: BaseException, limit: int = 2000) -> str:
-    """The exception as one line for a dead letter or a timer row (bounded, no NUL)."""
-    return f"{type(exc).__name__}: {exc}"[:limit].replace("\x00", "\ufffd")
+    """The exception as one line for a dead letter, a timer row or a log line: bounded, no NUL, and
+    with quoted values and long digit runs blanked, since messages (Postgres' among them) quote the
+    offending input, which may be a phone number or a dispatcher's words."""
+    text = _DIGIT_RUNS.sub("[digits]", _QUOTED.sub(lambda m: m.group(0)[0] * 2, str(exc)))
+    return f"{type(exc).__name__}: {text}"[:limit].replace("\x00", "\ufffd")
 
 
 async def retry_transient(
@@ -84,6 +92,27 @@ async def retry_transient(
             attempt += 1
             on_retry(stage)
             log.warning("%s failed (attempt %d, %s); retrying in %.1f s", stage, attempt, describe(exc, 300), delay)
+            await asyncio.sleep(delay)
+
+
+async def retry_always(
+    stage: str, work: Callable[[], Awaitable[T]], on_retry: Callable[[str], None] = lambda stage: None
+) -> T:
+    """Run ``work`` until it succeeds, whatever fails: for work that no record can make fail (storing a
+    dead letter, which is bounded and built by us), so a failure is the pipeline's own and skipping
+    would lose data. Each failure is logged as critical and counted: the retries alert."""
+    attempt = 0
+    while True:
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            delay = RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
+            attempt += 1
+            on_retry(stage)
+            log.critical("%s failed (attempt %d, %s); retrying in %.1f s: the partition waits", stage, attempt,
+                         describe(exc, 300), delay)
             await asyncio.sleep(delay)
 
 

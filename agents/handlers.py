@@ -52,9 +52,9 @@ class EventHandlers:
         current = state.latest.get(event.call_id)
         if current is None:
             return Refusal("unknown_call", f"override for call {event.call_id!r}, which has no triage decision "
-                                           "(call.received not seen)")
+                                           "(call.received not seen)", "handle", "UnknownCall")
         if (refusal := override_refusal(current, event, self.policy)) is not None:
-            return Refusal("override_refused", refusal)
+            return Refusal("override_refused", refusal, "handle", "OverrideRefused")
         decision = override(current, event)
         state.write.decisions.append(decision)
         state.latest[event.call_id] = decision

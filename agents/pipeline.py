@@ -29,7 +29,7 @@ from agents.batch import BatchState
 from agents.batch_metrics import record_batch, record_timer_effects
 from agents.clock import ReadPosition, caught_up_partitions, event_time_now, wall_clock
 from agents.decoding import InboundRecord, Refusal, decode_record
-from agents.failures import describe, isolate, rejection_reason, retry_transient
+from agents.failures import describe, isolate, rejection_reason, retry_always, retry_transient
 from agents.handlers import EventHandlers
 from agents.outbound import outbound_messages
 from agents.timer_book import Effects, TimerBook
@@ -99,29 +99,34 @@ class CallPipeline:
         await isolate(records, self._attempt, self._reject)
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
-    async def _attempt(self, records: Sequence[InboundRecord], rejected: Refusal | None = None) -> None:
-        committed = await retry_transient("batch", lambda: self._process(records, rejected), self._count_retry)
-        # Committed: only now does the batch count.
+    async def _attempt(self, records: Sequence[InboundRecord]) -> None:
+        self._committed(await retry_transient("batch", lambda: self._process(records), self._count_retry))
+
+    def _committed(self, committed: _Committed) -> None:
+        """The batch is stored: only now does it count."""
         self.watermarks = committed.watermarks
         self.next_offsets = committed.next_offsets
         record_batch(self.metrics, committed.state, committed.effects, committed.stored, self.clock(), self.live,
                      self.lateness)
 
     async def _reject(self, record: InboundRecord, exc: Exception) -> None:
-        """The one record that fails alone, for good: dead-letter it with the exception."""
+        """The one record that fails alone, for good: dead-letter it with the exception.
+
+        A dead letter is bounded and built by us, so no record can make storing it fail: if it fails,
+        the fault is the pipeline's own (a bug, or a systemic store or broker problem), and skipping the
+        record would lose it. It is retried until it passes, alerting, and its partition waits.
+        """
         log.error("record %s/%d@%d fails for good: %s", record.topic, record.partition, record.offset,
                   describe(exc, 500))
-        try:
-            await self._attempt([record], Refusal(rejection_reason(exc), describe(exc)))
-        except Exception as second:  # the dead letter itself cannot be stored: never halt for it
-            self.metrics.records_skipped.inc()
-            log.critical("record %s/%d@%d could not even be dead-lettered (%s); skipped, it stays in Kafka",
-                         record.topic, record.partition, record.offset, describe(second, 500))
+        reason = rejection_reason(exc)
+        refusal = Refusal(reason, describe(exc), "store" if reason == "unstorable" else "process",
+                          type(exc).__name__)
+        self._committed(await retry_always("dead_letter", lambda: self._process([record], refusal), self._count_retry))
 
     def _count_retry(self, stage: str) -> None:
         self.metrics.batch_retries.labels(stage).inc()
 
-    async def _process(self, records: Sequence[InboundRecord], rejected: Refusal | None) -> _Committed:
+    async def _process(self, records: Sequence[InboundRecord], rejected: Refusal | None = None) -> _Committed:
         now = self.clock()
         state = BatchState()
         window = TimeWindow.around(now, self.settings.event_time_max_ahead_seconds,
@@ -163,7 +168,8 @@ class CallPipeline:
                                     for kind, event in book.effects.events]
         stored = await tx.write(state.write)
         partition_of = {**book.partition_of(), **state.partitions}
-        await self.publisher.publish(outbound_messages(state.write, stored, partition_of, self.settings.topic))
+        await self.publisher.publish(outbound_messages(state.write, stored, partition_of, self.settings.topic,
+                                                       self.settings.event_source))
         return stored
 
     # -- deadlines by event time -------------------------------------------------------------

@@ -55,8 +55,43 @@ def _component_schemas() -> dict[str, Any]:
     return schemas
 
 
-def _message(model: type[BaseModel], name: str, summary: str, key: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _string_header(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+# CloudEvents 1.0, Kafka protocol binding, binary content mode: on every record we produce.
+CLOUDEVENTS_HEADERS: dict[str, Any] = {
+    "ce_specversion": {"type": "string", "const": "1.0", "description": "CloudEvents spec version."},
+    "ce_id": _string_header("The event's deterministic `event_id`: deduplicate by it."),
+    "ce_source": _string_header("This deployment (`CRISIS_EVENT_SOURCE`, default `/crisis-pipeline`)."),
+    "ce_type": _string_header("The event's `type` (`crisis.deadletter` for dead letters)."),
+    "ce_time": {"type": "string", "format": "date-time",
+                "description": "When it happened (event time), RFC 3339 in UTC."},
+    "ce_subject": _string_header("The call id (a dead letter: the rejected record's key, when it has a small one)."),
+    "content-type": {"type": "string", "const": "application/json"},
+}
+CLOUDEVENTS_REQUIRED = ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type"]
+# Kafka Connect's dead-letter headers, so operators' tooling reads where a rejected record came from.
+DEAD_LETTER_HEADERS: dict[str, Any] = {
+    "__connect.errors.topic": _string_header("The topic the record was read from."),
+    "__connect.errors.partition": _string_header("Its partition (decimal)."),
+    "__connect.errors.offset": _string_header("Its offset (decimal)."),
+    "__connect.errors.stage": _string_header("Where it was refused: decode, handle, process or store."),
+    "__connect.errors.exception.class.name": _string_header("The exception's name."),
+    "__connect.errors.exception.message": _string_header("The readable error (never echoes field values)."),
+    "crisis.deadletter.reason": _string_header("The dead-letter reason code."),
+}
+
+
+def _headers(extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    properties = {**CLOUDEVENTS_HEADERS, **(extra or {})}
+    required = CLOUDEVENTS_REQUIRED + sorted(extra or {})
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def _message(model: type[BaseModel], name: str, summary: str, key: dict[str, Any],
+             headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {
         "name": name,
         "title": model.__name__,
         "summary": summary,
@@ -64,6 +99,9 @@ def _message(model: type[BaseModel], name: str, summary: str, key: dict[str, Any
         "payload": {"$ref": f"#/components/schemas/{model.__name__}"},
         "bindings": {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}},
     }
+    if headers is not None:
+        message["headers"] = headers
+    return message
 
 
 def _event_type(model: type[BaseModel]) -> str:
@@ -85,21 +123,24 @@ def asyncapi_document() -> dict[str, Any]:
         call_message_ids.append(model.__name__)
     messages["TriageDecision"] = _message(
         TriageDecision, "triage.decision",
-        "A triage decision (triage.decided) or a dispatcher's override (triage.overridden).", _CALL_ID_KEY)
+        "A triage decision (triage.decided) or a dispatcher's override (triage.overridden).", _CALL_ID_KEY,
+        _headers())
     messages["SlaEvent"] = _message(
         SlaEvent, "sla.event",
         "A step of a co-responder arrival timer: sla.warning, sla.breached, sla.met or sla.late_arrival.",
-        _CALL_ID_KEY)
+        _CALL_ID_KEY, _headers())
     messages["FollowupEvent"] = _message(
         FollowupEvent, "followup.event",
         "A step of a follow-up after a crisis contact: followup.due, followup.overdue, followup.completed, "
         "followup.dropped_out or followup.expired.",
-        _CALL_ID_KEY)
+        _CALL_ID_KEY, _headers())
     messages["DeadLetter"] = _message(
         DeadLetter, "deadletter",
         "An inbound record we could not accept, with the reason and the original bytes.",
         {"type": ["string", "null"],
-         "description": "The rejected record's own key (normally its call_id); null when it had none."})
+         "description": "The rejected record's own key (normally its call_id); null when it had none or it was "
+                        "over 1 KiB (the dead_letters table keeps every byte)."},
+        _headers(DEAD_LETTER_HEADERS))
 
     channels: dict[str, Any] = {
         "calls": {

@@ -26,5 +26,7 @@ class DeadLetter(BaseModel):
     source_key: str | None
     reason: str
     error: str
+    stage: str = "decode"  # decode, handle, process or store: where the record was refused
+    exception: str = "ValidationError"  # the exception's name (no message: see `error`)
     original_value_base64: str
     dead_lettered_at: AwareDatetime

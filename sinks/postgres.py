@@ -153,6 +153,7 @@ class PostgresTransaction:
                 {"event_id": r.letter.event_id, "source_topic": r.letter.source_topic,
                  "source_partition": r.letter.source_partition, "source_offset": r.letter.source_offset,
                  "source_key": r.letter.source_key, "reason": r.letter.reason, "error": r.letter.error,
+                 "stage": r.letter.stage, "exception": r.letter.exception,
                  "original_value": base64.b64encode(r.original_value).decode(),
                  "original_key": base64.b64encode(r.original_key).decode() if r.original_key is not None else None,
                  "dead_lettered_at": r.letter.dead_lettered_at}
@@ -232,7 +233,8 @@ _INSERT_TIMER_EVENTS = _json_insert(
 _INSERT_DEAD_LETTERS = _json_insert(
     "dead_letters",
     "event_id text, source_topic text, source_partition integer, source_offset bigint, source_key text,"
-    " reason text, error text, original_value bytea, original_key bytea, dead_lettered_at timestamptz",
+    " reason text, error text, stage text, exception text, original_value bytea, original_key bytea,"
+    " dead_lettered_at timestamptz",
     "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
 

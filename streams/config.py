@@ -35,6 +35,8 @@ class Settings:
     batch_within_seconds: float = 0.02
     broker_session_timeout_seconds: float = 30.0
     log_level: str = "info"
+    # CloudEvents `source` of every record we produce (a URI reference naming this deployment).
+    event_source: str = "/crisis-pipeline"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +65,7 @@ class Settings:
                 _env("CRISIS_BROKER_SESSION_TIMEOUT_SECONDS", str(cls.broker_session_timeout_seconds))
             ),
             log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
+            event_source=_env("CRISIS_EVENT_SOURCE", cls.event_source),
         )
         settings.earliest_event_time  # noqa: B018 - refuse a bad value now, not at the first event
         return settings
@@ -86,6 +89,7 @@ class Settings:
             "CRISIS_BATCH_WITHIN_SECONDS": str(self.batch_within_seconds),
             "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": str(self.broker_session_timeout_seconds),
             "CRISIS_LOG_LEVEL": self.log_level,
+            "CRISIS_EVENT_SOURCE": self.event_source,
             **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
         }
 

@@ -21,7 +21,7 @@ from schemas.sla import Response
 from schemas.triage import Route
 
 SLA_EVENT_TYPES = ("sla.warning", "sla.breached", "sla.met", "sla.late_arrival")
-RETRY_STAGES = ("batch", "wall_clock_timers")
+RETRY_STAGES = ("batch", "wall_clock_timers", "dead_letter")
 SAFETY_OVERRIDE_OUTCOMES = ("approved", "refused")
 UNMATCHED_REASONS = tuple(note for kind in TIMER_KINDS for note in kind.notes)
 
@@ -78,12 +78,9 @@ class PipelineMetrics:
             registry=r,
         )
         self.batch_retries = Counter(
-            "crisis_batch_retries", "Batches retried after a transient Postgres or Kafka error.", ["stage"],
-            registry=r,
-        )
-        self.records_skipped = Counter(
-            "crisis_records_skipped",
-            "Records that could be neither stored nor dead-lettered (logged with topic, partition and offset).",
+            "crisis_batch_retries",
+            "Work retried after a failure: a transient Postgres or Kafka error (stages batch, wall_clock_timers), "
+            "or a dead letter that could not be stored (stage dead_letter: the pipeline's own fault).", ["stage"],
             registry=r,
         )
         self.sla_events = Counter(

@@ -25,6 +25,7 @@ class OutboundMessage:
     # events share a partition number across topics). None, or a partition the topic lacks:
     # Kafka's default key hashing.
     partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class Publisher(Protocol):
@@ -72,11 +73,12 @@ class KafkaPublisher:
         for (topic, partition), group in groups.items():
             batch = self.producer.create_batch()
             for message in group:
-                if batch.append(key=message.key, value=message.value, timestamp=None) is None:
+                headers = list(message.headers)  # the batch builder takes a list only
+                if batch.append(key=message.key, value=message.value, timestamp=None, headers=headers) is None:
                     batch.close()  # full: send it and start the next one
                     deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
                     batch = self.producer.create_batch()
-                    batch.append(key=message.key, value=message.value, timestamp=None)
+                    batch.append(key=message.key, value=message.value, timestamp=None, headers=headers)
             batch.close()
             deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*deliveries)

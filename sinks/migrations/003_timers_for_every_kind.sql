@@ -105,5 +105,9 @@ ALTER TABLE triage_decisions
     ADD COLUMN approved_by_role text;
 UPDATE triage_decisions d SET safety_flags = c.safety_flags FROM calls c WHERE c.call_id = d.call_id;
 
--- Every byte of a rejected record's key too (the text column holds a readable, possibly cut, copy).
-ALTER TABLE dead_letters ADD COLUMN original_key bytea;
+-- Every byte of a rejected record's key too (the text column holds a readable, possibly cut, copy),
+-- and where it was refused: the stage and the exception's name.
+ALTER TABLE dead_letters
+    ADD COLUMN original_key bytea,
+    ADD COLUMN stage        text,
+    ADD COLUMN exception    text;

@@ -323,3 +323,29 @@ async def test_a_safety_flag_its_nature_code_means_protects_the_call_from_an_una
     assert decision["safety_flags"] == ["violence_or_threat_to_others"] and decision["route"] == "emergency"
     await h.send(override("c1", "diversion_line"))
     assert reasons(h) == ["override_refused"]
+
+
+async def test_a_fault_of_our_own_in_publishing_loses_nothing_it_waits_and_alerts(call_received_factory,
+                                                                                  monkeypatch):
+    """A bug that fails every publish fails even each record alone and its dead letter: that is the
+    pipeline's fault, not the record's. The record is never skipped: its dead letter is retried until
+    the fault is gone (here, after 3 attempts), counted under stage dead_letter."""
+    h = Harness()
+    monkeypatch.setattr("agents.failures.RETRY_DELAYS_SECONDS", (0,))
+    real = h.publisher.publish
+    broken = {"attempts": 0}
+
+    async def buggy(messages):
+        if any(m.topic == topics.DEADLETTER for m in messages):
+            broken["attempts"] += 1
+            if broken["attempts"] <= 3:
+                raise TypeError("a bug in our publishing")
+        if any(m.topic == topics.TRIAGE for m in messages):
+            raise TypeError("a bug in our publishing")
+        await real(messages)
+
+    monkeypatch.setattr(h.publisher, "publish", buggy)
+    await h.send(call_received_factory(call_id="c1"))
+    [letter] = h.published(topics.DEADLETTER)
+    assert letter["reason"] == "processing_error" and "TypeError" in letter["error"]
+    assert h.metric("crisis_batch_retries_total", stage="dead_letter") == 3
