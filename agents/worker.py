@@ -17,7 +17,9 @@ from agents.pipeline import CallPipeline
 from domain.policy import Policy, load_policy
 from sinks.postgres import PostgresStore
 from streams.app import app, calls_topic, settings
+from streams.logs import logging_config
 from streams.metrics import PipelineMetrics
+from streams.ops_server import OpsServer
 from streams.publisher import KafkaPublisher
 from streams.topics import ensure_topics
 
@@ -29,6 +31,7 @@ _publisher: KafkaPublisher | None = None
 _store: PostgresStore | None = None
 _policy: Policy | None = None
 _pipeline_lock = asyncio.Lock()
+_ops_server: OpsServer | None = None
 
 
 async def pipeline() -> CallPipeline:
@@ -39,8 +42,10 @@ async def pipeline() -> CallPipeline:
             _store = await _connect_with_retry()
             _publisher = KafkaPublisher(settings.kafka_bootstrap)
             await _publisher.start()
-            _pipeline = CallPipeline(settings, _policy or load_policy(settings.policy_path), _store, _publisher,
-                                     metrics)
+            policy = _policy or load_policy(settings.policy_path)
+            _pipeline = CallPipeline(settings, policy, _store, _publisher, metrics)
+            log.info("pipeline ready: triage policy %s %s, timers by the %s clock", policy.name, policy.version,
+                     settings.timer_clock)
         return _pipeline
 
 
@@ -76,48 +81,82 @@ async def process_calls(stream: StreamT[Any]) -> None:
             await stream.ack(event)
 
 
-async def read_positions(handler: CallPipeline) -> dict[int, ReadPosition]:
+def read_positions(handler: CallPipeline) -> dict[int, ReadPosition]:
     """How far this worker has read each of its partitions of the calls topic.
 
     The next offset to process is the larger of what this worker processed and what the group had
     committed (a partition taken over with no new records has processed nothing here, yet is read
-    to its end); the end is asked of the broker.
+    to its end). The end is the high watermark of the consumer's last fetch response: no request of
+    its own (asking the broker from the consumer's thread waits behind a fetch's long poll, a second).
     """
     consumer: Any = app.consumer
-    assigned = [tp for tp in consumer.assignment() if tp.topic == calls_topic.get_topic_name()]
-    if not assigned:
-        return {}
-    ends = await consumer.highwaters(*assigned)
     positions = {}
-    for tp in assigned:
+    for tp in consumer.assignment():
+        if tp.topic != calls_topic.get_topic_name():
+            continue
         committed = consumer._committed_offset.get(tp)  # Faust's record of the group's committed offset
         processed = handler.next_offsets.get(tp.partition)
         known = [offset for offset in (committed, processed) if offset is not None]
-        positions[tp.partition] = ReadPosition(max(known) if known else None, ends.get(tp))
+        positions[tp.partition] = ReadPosition(max(known) if known else None, consumer.highwater(tp))
     return positions
+
+
+def record_consumer_lag(positions: dict[int, ReadPosition]) -> None:
+    """``crisis_consumer_lag_events`` for this worker's partitions; partitions it lost are dropped."""
+    for partition in _lag_reported - positions.keys():
+        metrics.consumer_lag.remove(str(partition))
+    _lag_reported.clear()
+    for partition, position in positions.items():
+        end, next_offset = position.end_offset, position.next_offset
+        if end is not None and (next_offset is not None or end == 0):  # an empty partition has no lag
+            metrics.consumer_lag.labels(str(partition)).set(max(0, end - (next_offset or 0)))
+            _lag_reported.add(partition)
+
+
+_lag_reported: set[int] = set()
 
 
 @app.timer(settings.timer_tick_seconds)
 async def fire_deadlines() -> None:
     """Live operation: fire deadlines by the wall clock, also for teams that never send an event,
-    on the partitions this worker has read to the end."""
+    on the partitions this worker has read to the end; and report how far behind it is."""
     handler = await pipeline()
-    if settings.timer_clock != "wall":
-        await handler.update_pending_gauge()
-        return
     try:
-        positions = await read_positions(handler)
-    except Exception as exc:  # the broker is unreachable: fire nothing by the wall clock until it answers
+        positions = read_positions(handler)
+    except Exception as exc:  # the consumer is not running: fire nothing by the wall clock until it is
         log.warning("cannot read partition positions (%s): wall-clock timers wait", exc)
         return
-    await handler.fire_due_by_wall_clock(positions)
+    record_consumer_lag(positions)
+    if settings.timer_clock == "wall":
+        await handler.fire_due_by_wall_clock(positions)
+    else:
+        await handler.update_pending_gauge()
+
+
+async def readiness() -> dict[str, str]:
+    """The checks behind ``/readyz``: Postgres and Kafka reachable, the calls agent running."""
+    if _store is None or _publisher is None:
+        return {"pipeline": "starting"}
+    checks = {}
+    for name, ping in (("postgres", _store.ping), ("kafka", _publisher.ping)):
+        try:
+            await asyncio.wait_for(ping(), 2.0)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unreachable: {type(exc).__name__}"
+    # Faust keeps the agent's running instances (actors) in a private set: one is enough.
+    actors: Any = getattr(process_calls, "_actors", ())
+    running = any(actor.actor_task is not None and not actor.actor_task.done() for actor in actors)
+    checks["calls_agent"] = "ok" if running else "not running"
+    return checks
 
 
 @app.task
-async def start_metrics_server() -> None:
+async def start_ops_server() -> None:
+    global _ops_server
     if settings.metrics_port:
-        prometheus_client.start_http_server(settings.metrics_port, addr="0.0.0.0")
-        log.info("metrics on :%d/metrics", settings.metrics_port)
+        _ops_server = OpsServer(settings.metrics_port, prometheus_client.REGISTRY, readiness)
+        await _ops_server.start()
 
 
 @app.on_before_shutdown.connect
@@ -127,6 +166,8 @@ async def close_connections(sender: Any, /, *args: Any, signal: Any, **kwargs: A
         await _publisher.stop()
     if _store is not None:
         await _store.close()
+    if _ops_server is not None:
+        await _ops_server.stop()
 
 
 def run_worker(policy: Policy) -> None:
@@ -140,6 +181,6 @@ def run_worker(policy: Policy) -> None:
     global _policy
     _policy = policy
     metrics.start_centers_at_zero(policy.nature_codes.centers)
-    log.info("triage policy %s %s", _policy.name, _policy.version)
     asyncio.run(ensure_topics(settings))
-    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    faust.Worker(app, loglevel=settings.log_level, quiet=True,
+                 logging_config=logging_config(settings.log_format, settings.log_level)).execute_from_commandline()

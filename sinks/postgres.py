@@ -254,6 +254,10 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             yield PostgresTransaction(conn)
 
+    async def ping(self) -> None:
+        """Raise unless Postgres answers (readiness)."""
+        await self.pool.fetchval("SELECT 1")
+
     async def count_running_timers(self) -> dict[str, int]:
         rows = await self.pool.fetch(
             "SELECT kind, count(*) AS n FROM timers WHERE next_deadline_at IS NOT NULL GROUP BY kind")

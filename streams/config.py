@@ -35,6 +35,7 @@ class Settings:
     batch_within_seconds: float = 0.02
     broker_session_timeout_seconds: float = 30.0
     log_level: str = "info"
+    log_format: Literal["json", "text"] = "json"
     # CloudEvents `source` of every record we produce (a URI reference naming this deployment).
     event_source: str = "/crisis-pipeline"
 
@@ -43,6 +44,9 @@ class Settings:
         clock = _env("CRISIS_TIMER_CLOCK", "wall")
         if clock not in ("wall", "event"):
             raise ValueError(f"CRISIS_TIMER_CLOCK must be 'wall' or 'event', got {clock!r}")
+        log_format = _env("CRISIS_LOG_FORMAT", cls.log_format)
+        if log_format not in ("json", "text"):
+            raise ValueError(f"CRISIS_LOG_FORMAT must be 'json' or 'text', got {log_format!r}")
         settings = cls(
             kafka_bootstrap=_env("KAFKA_BOOTSTRAP", cls.kafka_bootstrap),
             database_url=_env("DATABASE_URL", cls.database_url),
@@ -65,6 +69,7 @@ class Settings:
                 _env("CRISIS_BROKER_SESSION_TIMEOUT_SECONDS", str(cls.broker_session_timeout_seconds))
             ),
             log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
+            log_format=log_format,  # type: ignore[arg-type]
             event_source=_env("CRISIS_EVENT_SOURCE", cls.event_source),
         )
         settings.earliest_event_time  # noqa: B018 - refuse a bad value now, not at the first event
@@ -89,6 +94,7 @@ class Settings:
             "CRISIS_BATCH_WITHIN_SECONDS": str(self.batch_within_seconds),
             "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": str(self.broker_session_timeout_seconds),
             "CRISIS_LOG_LEVEL": self.log_level,
+            "CRISIS_LOG_FORMAT": self.log_format,
             "CRISIS_EVENT_SOURCE": self.event_source,
             **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
         }

@@ -125,6 +125,12 @@ class PipelineMetrics:
             ["kind"],
             registry=r,
         )
+        self.consumer_lag = Gauge(
+            "crisis_consumer_lag_events",
+            "Events on the calls topic this worker has not processed yet, by partition (its partitions only).",
+            ["partition"],
+            registry=r,
+        )
         self.unmatched_events = Counter(
             "crisis_unmatched_events",
             "Valid events that matched nothing to act on (e.g. arrival for an unknown call), by reason.",

@@ -56,6 +56,10 @@ class KafkaPublisher:
     async def stop(self) -> None:
         await self.producer.stop()
 
+    async def ping(self) -> None:
+        """Raise unless a broker answers a metadata request (readiness)."""
+        await self.producer.client.fetch_all_metadata()  # raises when no broker answers
+
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
         if not messages:
             return
