@@ -12,6 +12,7 @@ from faust.types import EventT, StreamT
 
 from agents.clock import ReadPosition
 from agents.decoding import InboundRecord
+from agents.outcomes_feed import OutcomesFeed
 from agents.pipeline import CallPipeline
 from domain.policy import Policy, load_policy
 from sinks.postgres import PostgresStore
@@ -109,6 +110,20 @@ async def fire_deadlines() -> None:
         log.warning("cannot read partition positions (%s): wall-clock timers wait", exc)
         return
     await handler.fire_due_by_wall_clock(positions)
+
+
+_outcomes_feed: OutcomesFeed | None = None
+
+
+@app.timer(settings.outcomes_feed_interval_seconds)
+async def publish_outcomes() -> None:
+    """Publish each center's closed days on crisis.outcomes.v1, and revisions of them (``agents.outcomes_feed``)."""
+    global _outcomes_feed
+    await pipeline()
+    if _outcomes_feed is None:
+        assert _store is not None and _publisher is not None
+        _outcomes_feed = OutcomesFeed(_store.pool, _publisher, settings, _store.zone, metrics)
+    await _outcomes_feed.tick()
 
 
 @app.task

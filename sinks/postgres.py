@@ -18,8 +18,8 @@ import asyncpg
 import orjson
 
 from domain.policy import SAFETY_FLAGS, load_policy
-from sinks import aggregates
 from schemas.triage import Route, TriageDecision
+from sinks import aggregates
 from sinks.base import BatchWrite, StaleTimerRead, Stored, TimerRow
 
 _TIMER_COLUMNS = "kind, call_id, seq, partition, state, next_deadline_at, failed_reason"

@@ -35,6 +35,11 @@ class Settings:
     batch_within_seconds: float = 0.02
     broker_session_timeout_seconds: float = 30.0
     log_level: str = "info"
+    # Outcomes: a day's feed record goes out this long after the day ended (event time, or wall clock live).
+    outcomes_lateness_seconds: float = 7200.0
+    outcomes_feed_interval_seconds: float = 30.0
+    suppression_threshold: int = 10  # counts from 1 to this are never shown in reports or on the feed
+    report_metrics_file: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,8 +68,16 @@ class Settings:
                 _env("CRISIS_BROKER_SESSION_TIMEOUT_SECONDS", str(cls.broker_session_timeout_seconds))
             ),
             log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
+            outcomes_lateness_seconds=float(
+                _env("CRISIS_OUTCOMES_LATENESS_SECONDS", str(cls.outcomes_lateness_seconds))),
+            outcomes_feed_interval_seconds=float(
+                _env("CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS", str(cls.outcomes_feed_interval_seconds))),
+            suppression_threshold=int(_env("CRISIS_SUPPRESSION_THRESHOLD", str(cls.suppression_threshold))),
+            report_metrics_file=os.environ.get("CRISIS_REPORT_METRICS_FILE") or None,
         )
         settings.earliest_event_time  # noqa: B018 - refuse a bad value now, not at the first event
+        if settings.suppression_threshold < 0:
+            raise ValueError("CRISIS_SUPPRESSION_THRESHOLD must be 0 or more")
         return settings
 
     def as_env(self) -> dict[str, str]:
@@ -86,6 +99,9 @@ class Settings:
             "CRISIS_BATCH_WITHIN_SECONDS": str(self.batch_within_seconds),
             "CRISIS_BROKER_SESSION_TIMEOUT_SECONDS": str(self.broker_session_timeout_seconds),
             "CRISIS_LOG_LEVEL": self.log_level,
+            "CRISIS_OUTCOMES_LATENESS_SECONDS": str(self.outcomes_lateness_seconds),
+            "CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS": str(self.outcomes_feed_interval_seconds),
+            "CRISIS_SUPPRESSION_THRESHOLD": str(self.suppression_threshold),
             **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
         }
 
