@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -61,7 +61,7 @@ def fold(*items):  # type: ignore[no-untyped-def]
 
 def test_a_call_belongs_to_its_local_day_and_hour():
     [key] = [k for k in contributions(fold(decision()), ZONE) if k[-1] == "calls"]
-    assert key[:5] == ("stl-911", datetime(2026, 11, 2).date(), 23, "district-1", "co_responder")
+    assert key[:5] == ("stl-911", date(2026, 11, 2), 23, "district-1", "co_responder")
 
 
 def test_served_when_the_team_arrives_and_a_late_arrival_turns_unserved_into_served():
