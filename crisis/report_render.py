@@ -103,8 +103,8 @@ def _extra_tables(report: Report) -> list[tuple[str, str, list[str], list[tuple[
     if report.days:
         days = list(report.days)
         measures = list(next(iter(report.days.values())))
-        tables.append(("Routes over time", "Calls by local day and first program route.",
-                       [d.removeprefix("day:") for d in days],
+        tables.append(("Routes over time", "Calls by period and first program route.",
+                       [column_label(d) for d in days],
                        [(m, [text(report.days[d][m], "count") for d in days]) for m in measures]))
     if report.arrival:
         tables.append(("Arrival times", "Team arrivals by minutes from request to arrival.",
@@ -189,7 +189,8 @@ body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#2
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0 1rem;display:block;overflow-x:auto}
 th,td{border:1px solid #ddd;padding:.2rem .45rem;text-align:right;white-space:nowrap}
-th:first-child,td:first-child{text-align:left}td.def{color:#666;text-align:left;white-space:normal}
+th:first-child,td:first-child{text-align:left;white-space:normal;min-width:16em;max-width:30em}
+.def{color:#777;font-size:.75rem}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}.note{color:#555;font-size:.9rem}
 @media print{.charts{display:block}}
 """
@@ -208,8 +209,10 @@ def _charts(report: Report) -> list[str]:
         days = list(report.days)
         series = [(ROUTE_LABELS[m], [report.days[d][m] for d in days])
                   for m in next(iter(report.days.values())) if m.startswith("route:")]
-        out.append(charts.line_chart("Routes over time (calls per day)", "Calls per local day by first program "
-                                     "route.", [d.removeprefix("day:")[5:] for d in days], series))
+        period = {"day": "day", "month": "month"}.get(report.by, "week")
+        out.append(charts.line_chart(f"Routes over time (calls per {period})", f"Calls per {period} by first program "
+                                     "route.", [column_label(d).removeprefix("Week of ") for d in days],
+                                     series))
     funnel = [("Behavioral-health calls", ("calls", "behavioral_health")), ("Eligible", ("calls", "eligible")),
               ("Team requested", ("funnel", "team_requested")), ("Team dispatched", ("funnel", "team_dispatched")),
               ("Team arrived", ("funnel", "team_arrived")), ("Served (team or line)", ("funnel", "status:served")),
@@ -243,10 +246,10 @@ def _html_table(columns: list[str], rows: list[tuple[str, list[str]]], definitio
     body = []
     for index, (label, values) in enumerate(rows):
         cells = "".join(f"<td>{escape(v)}</td>" for v in values)
-        definition = f'<td class="def">{escape(definitions[index])}</td>' if definitions else ""
-        body.append(f"<tr><td>{escape(label)}</td>{cells}{definition}</tr>")
-    extra = "<th>Definition</th>" if definitions else ""
-    return f"<table><thead><tr><th></th>{head}{extra}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        definition = definitions[index] if definitions else ""
+        note = f'<div class="def">{escape(definition)}</div>' if definition else ""
+        body.append(f"<tr><td>{escape(label)}{note}</td>{cells}</tr>")
+    return f"<table><thead><tr><th></th>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
 def render_html(report: Report) -> str:
@@ -259,7 +262,7 @@ def render_html(report: Report) -> str:
     for section in report.sections:
         rows = [(label, [text(section.figures[key][c], kind_of(section, key)) for c in report.columns])
                 for key, label, _ in _rows(section)]
-        definitions = [definition for _, _, definition in _rows(section)]
+        definitions = ["" if key.endswith("%") else definition for key, _, definition in _rows(section)]
         parts += [f"<h2>{escape(section.title)}</h2><p class=\"note\">{escape(section.definition)}</p>",
                   _html_table(labels, rows, definitions)]
     for title, definition, columns, rows in _extra_tables(report):

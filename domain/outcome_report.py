@@ -8,7 +8,8 @@ no displayed figure anywhere in the report lets a suppressed one be computed.
 
 Tables of counts are keyed by an id: ``all`` (the whole range), ``<by>:<value>`` for the chosen
 breakdown (``day:2026-11-03``, ``week:2026-11-02``, ``month:2026-11-01``, ``district:d1``,
-``center:stl-911``), ``route:<route>``, ``hour:<00-23>`` and ``day:<date>`` (routes over time).
+``center:stl-911``), ``route:<route>``, ``hour:<00-23>`` and the periods of routes over time
+(the breakdown's own periods, or weeks).
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ class Report:
     columns: list[str]  # "all" then the breakdown's table ids, in order
     sections: list[Section]
     hours: dict[str, dict[str, Figure]]  # "hour:HH" -> measure -> figure
-    days: dict[str, dict[str, Figure]]  # "day:DATE" -> route measure -> figure
+    days: dict[str, dict[str, Figure]]  # routes over time: "<period>:DATE" -> route measure -> figure
     routes: dict[str, dict[str, Figure]]  # "route:R" -> measure -> figure
     arrival: dict[str, Figure]  # "bin:MMM-MMM" (minutes from request to arrival) -> calls
     suppressed: list[str]
@@ -247,6 +248,11 @@ DAY_MEASURES = ("calls", *(f"route:{route.value}" for route in ProgramRoute))
 PEOPLE_MEASURES = frozenset({"people", "repeat_30d", "repeat_90d", "~not_repeat_90d", "~repeat_30d_90d"})
 
 
+def period_of(by: str) -> str:
+    """The periods of "routes over time": the breakdown's own when it is one, weeks otherwise."""
+    return by if by in ("day", "week", "month") else "week"
+
+
 def cell(table: str, measure: str) -> str:
     return f"{table}|{measure}"
 
@@ -312,10 +318,8 @@ def build_report(
         "columns": [c for c in columns if c != "all"],
         "route": sorted(t for t in tables if t.startswith("route:")),
         "hour": sorted(t for t in tables if t.startswith("hour:")),
-        "day": sorted(t for t in tables if t.startswith("day:") and t not in columns),
+        "period": sorted(t for t in tables if t.startswith(f"{period_of(by)}:") and t not in columns),
     }
-    if by == "day":  # the breakdown's days are the chart's days: one set of cells
-        dimensions["day"] = []
     lines = _lines(tables, dimensions)
     if "arrival" in tables:  # the arrival-time histogram: its bins add up to the team's arrivals
         bins = sorted(m for m in tables["arrival"] if m.startswith("bin:"))
@@ -325,7 +329,8 @@ def build_report(
                           tuple(cell("arrival", m) for m in (*bins, "~outside_histogram"))))
     values = {cell(table, measure): n for table, measures in tables.items() for measure, n in measures.items()}
     hidden = frozenset(c for c in values if c.split("|", 1)[1].startswith("~"))
-    suppressed = suppress(values, lines, hidden, threshold)
+    # The whole range's figures are what a reader looks at first: hide other cells to protect them.
+    suppressed = suppress(values, lines, hidden, threshold, frozenset(c for c in values if c.startswith("all|")))
 
     def count_figure(table: str, measure: str) -> Figure:
         key = cell(table, measure)
@@ -364,7 +369,7 @@ def build_report(
         sections=sections,
         hours={t: {m: count_figure(t, m) for m in HOUR_MEASURES} for t in dimensions["hour"]},
         days={t: {m: count_figure(t, m) for m in DAY_MEASURES}
-              for t in sorted(t for t in tables if t.startswith("day:"))},
+              for t in sorted(t for t in tables if t.startswith(f"{period_of(by)}:"))},
         routes={t: {row.key: count_figure(t, row.key) for _, _, _, rows in SECTIONS[1:3] for row in rows}
                 for t in dimensions["route"]},
         arrival={m: count_figure("arrival", m) for m in sorted(tables.get("arrival", {})) if m.startswith("bin:")},

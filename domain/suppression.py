@@ -5,12 +5,13 @@ dispositions, the groups of a breakdown). Some cells are displayed, some are nev
 be computed from the displayed ones (a complement: "transferred" minus "resolved by phone").
 
 - **Primary**: a displayed count from 1 to ``threshold`` (10) is suppressed; zero is shown.
-- **Secondary**: no suppressed cell, and no undisplayed cell from 1 to ``threshold``, may be
-  computable from what is displayed. Every line is a linear equation over the cells; a cell is
-  computable exactly when its unit vector lies in the row space of the equations restricted to the
-  unknown cells (Gauss-Jordan over the rationals, per connected group of unknowns). While some
-  protected cell is computable, the smallest displayed cell of a line through it is suppressed too
-  (parts before totals, non-zero before zero), and the check runs again.
+- **Secondary**: no cell from 1 to ``threshold``, suppressed or never displayed, may be computable
+  from what is displayed. Every line is a linear equation over the cells; a cell is computable
+  exactly when its unit vector lies in the row space of the equations restricted to the unknown
+  cells (Gauss-Jordan over the rationals, per connected group of unknowns). While some such cell is
+  computable, the smallest displayed cell of a line through it is suppressed too (parts before
+  totals, non-zero before zero), and the check runs again. A secondary suppression that ends up
+  computable anyway is shown again: it protects nothing, and so no suppressed figure is computable.
 - Shares and statistics derived from suppressed counts are suppressed by the report (``shown``).
 """
 
@@ -117,8 +118,9 @@ def _determined(system: list[tuple[dict[str, Fraction], Fraction]]) -> set[str]:
 
 
 def suppress(values: Mapping[str, int], lines: Sequence[Line], hidden: frozenset[str] = frozenset(),
-             threshold: int = DEFAULT_THRESHOLD) -> frozenset[str]:
-    """The displayed cells to suppress (primary and secondary). ``hidden`` cells are never displayed.
+             threshold: int = DEFAULT_THRESHOLD, keep: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The displayed cells to suppress (primary and secondary). ``hidden`` cells are never displayed;
+    cells in ``keep`` (a report's totals) are chosen for secondary suppression only when nothing else will do.
 
     Afterwards no suppressed cell and no hidden cell from 1 to ``threshold`` is ``computable``.
     """
@@ -131,16 +133,22 @@ def suppress(values: Mapping[str, int], lines: Sequence[Line], hidden: frozenset
     relevant = [line for line in lines if any(cell in hidden or cell in suppressed for cell in line.cells)]
     while True:
         unknown = suppressed | set(hidden)
-        protected = {cell for cell in computable(relevant, values, unknown)
-                     if cell in suppressed or sensitive(values[cell], threshold)}
+        found = computable(relevant, values, unknown)
+        protected = {cell for cell in found if sensitive(values[cell], threshold)}
         if not protected:
-            return frozenset(suppressed)
+            # A secondary suppression that turned out computable protects nothing: show it (it tells
+            # nothing the displayed figures do not), so no suppressed figure is computable.
+            return frozenset(suppressed - found)
         added = False
+        touched: set[str] = set()  # cells sharing a line with one hidden this round: check them again first
         for cell in sorted(protected):
-            candidate = _candidate(cell, lines_of, values, unknown)
+            if cell in touched:
+                continue
+            candidate = _candidate(cell, lines_of, values, unknown, keep)
             if candidate is not None and candidate not in suppressed:
                 suppressed.add(candidate)
                 unknown.add(candidate)
+                touched.update(c for line in lines_of.get(candidate, []) for c in line.cells)
                 added = True
         if not added:  # nothing left to hide in these lines: the rest of the report is zero or totals
             return frozenset(suppressed)
@@ -148,7 +156,7 @@ def suppress(values: Mapping[str, int], lines: Sequence[Line], hidden: frozenset
 
 
 def _candidate(cell: str, lines_of: Mapping[str, list[Line]], values: Mapping[str, int],
-               unknown: set[str]) -> str | None:
+               unknown: set[str], keep: frozenset[str]) -> str | None:
     """The displayed cell to hide with ``cell``: from its lines (or, failing that, their neighbours'), the
     smallest part, non-zero first, before any total."""
     seen = {cell}
@@ -159,9 +167,10 @@ def _candidate(cell: str, lines_of: Mapping[str, list[Line]], values: Mapping[st
             for line in lines_of.get(current, []):
                 for other in line.cells:
                     if other not in unknown:
-                        options.append((other == line.total, values[other] == 0, values[other], other))
+                        options.append((other in keep, other == line.total, values[other] == 0, values[other],
+                                        other))
         if options:
-            return min(options)[3]
+            return min(options)[4]
         # Every cell of these lines is unknown already: look one line further.
         further = []
         for current in frontier:

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from domain.outcome_report import DAY_MEASURES, INTERVALS, Stat
+from domain.outcome_report import DAY_MEASURES, HOUR_MEASURES, INTERVALS, Stat, period_of
 from domain.outcomes import MEASURES
 from sinks.queries import connection
 
@@ -40,14 +40,15 @@ def utc_bounds(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, dateti
 
 
 async def report_counts(database_url: str, start: date, end: date, by: str) -> dict[str, dict[str, int]]:
-    """Counts by table id: ``all``, the breakdown's groups, ``route:*``, ``hour:*`` and ``day:*`` (routes)."""
+    """Counts by table id: ``all``, the breakdown's groups, ``route:*``, ``hour:*`` and the periods of routes
+    over time (``week:*`` when the breakdown is not a period itself)."""
     tables: dict[str, dict[str, int]] = defaultdict(dict)
     queries = [
         ("'all'", None),
         (group_sql(by, "day"), None),
         ("'route:' || route", None),
-        ("'hour:' || lpad(hour::text, 2, '0')", None),
-        ("'day:' || day::text", list(DAY_MEASURES)),
+        ("'hour:' || lpad(hour::text, 2, '0')", list(HOUR_MEASURES)),
+        *([(group_sql("week", "day"), list(DAY_MEASURES))] if period_of(by) != by else []),
     ]
     async with connection(database_url) as conn:
         for table, measures in queries:
@@ -58,7 +59,11 @@ async def report_counts(database_url: str, start: date, end: date, by: str) -> d
             for row in rows:
                 tables[row["t"]][row["measure"]] = int(row["n"])
     for table, counts in tables.items():
-        measures = DAY_MEASURES if table.startswith("day:") and by != "day" else MEASURES
+        measures: tuple[str, ...] = MEASURES
+        if table.startswith("week:") and by != "week":
+            measures = DAY_MEASURES
+        elif table.startswith("hour:"):
+            measures = HOUR_MEASURES
         for measure in measures:
             counts.setdefault(measure, 0)
     tables.setdefault("all", dict.fromkeys(MEASURES, 0))
@@ -106,7 +111,7 @@ async def repeat_contacts(database_url: str, start: date, end: date, by: str, zo
         "WITH c AS ("
         f" SELECT call_id, person_ref, received_at, {group_sql(by, local_day)} AS t FROM outcome_calls"
         " WHERE person_ref IS NOT NULL AND behavioral_health"
-        "  AND received_at >= $1 - interval '90 days' AND received_at < $2),"
+        "  AND received_at >= $1::timestamptz - interval '90 days' AND received_at < $2),"
         " w AS (SELECT *, lag(received_at) OVER (PARTITION BY person_ref ORDER BY received_at, call_id) AS prev"
         "  FROM c)"
         " SELECT CASE WHEN grouping(t) = 1 THEN 'all' ELSE t END AS t, count(DISTINCT person_ref) AS people,"
