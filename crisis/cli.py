@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -365,7 +366,6 @@ def report(
     from datetime import date
 
     from rich.console import Console
-    from rich.status import Status
 
     from crisis.report import ReportRequest, operator_name, run_report
     from domain.policy import PolicyError, load_policy
@@ -384,10 +384,11 @@ def report(
         _fail(str(exc))
     who, os_user = operator_name(operator)
     request = ReportRequest(start, end, by.value, fmt.value, out, who, settings.suppression_threshold)
-    console = Console(stderr=True)
-    with Status("reading", console=console, disable=not sys.stderr.isatty()) as status:  # type: ignore[call-arg]
+    # A spinner naming the stage on a terminal (a month takes seconds, a year longer); nothing when piped.
+    status = Console(stderr=True).status("reading") if sys.stderr.isatty() else None
+    with status or contextlib.nullcontext():
         built, text, seconds = run_report(settings.database_url, request, policy.zone, os_user,
-                                          step=lambda stage: status.update(stage))
+                                          step=status.update if status is not None else lambda stage: None)
     write_report_metrics(settings.report_metrics_file, fmt.value, seconds, len(built.suppressed))
     if out is None:
         typer.echo(text, nl=False)

@@ -34,6 +34,11 @@ def group_sql(by: str, day: str, district: str = "district", center: str = "cent
     return _GROUP[by].format(day=day, district=district, center=center)
 
 
+def _bound(sql: str, lower: datetime, upper: datetime, zone: ZoneInfo) -> tuple[Any, ...]:
+    """The parameters of a facts query: the time zone only when its breakdown is by a local date."""
+    return (lower, upper, zone.key) if "$3" in sql else (lower, upper)
+
+
 def utc_bounds(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The instants where local day ``start`` begins and local day ``end`` ends."""
     return (datetime.combine(start, time(0), zone), datetime.combine(end + timedelta(days=1), time(0), zone))
@@ -94,7 +99,7 @@ async def report_stats(database_url: str, start: date, end: date, by: str, zone:
     )
     stats: dict[str, dict[str, Stat]] = defaultdict(dict)
     async with connection(database_url) as conn:
-        for row in await conn.fetch(sql, lower, upper, zone.key):
+        for row in await conn.fetch(sql, *_bound(sql, lower, upper, zone)):
             for name in INTERVALS:
                 stats[row["t"]][f"{name}:{row['response']}"] = Stat(
                     int(row[f"{name}_n"]), row[f"{name}_median"], row[f"{name}_p90"])
@@ -120,7 +125,7 @@ async def repeat_contacts(database_url: str, start: date, end: date, by: str, zo
         " FROM w WHERE received_at >= $1 GROUP BY GROUPING SETS ((t), ())"
     )
     async with connection(database_url) as conn:
-        rows = await conn.fetch(sql, lower, upper, zone.key)
+        rows = await conn.fetch(sql, *_bound(sql, lower, upper, zone))
     out = {row["t"]: {"people": int(row["people"]), "repeat_30d": int(row["repeat_30d"]),
                       "repeat_90d": int(row["repeat_90d"])} for row in rows}
     out.setdefault("all", {"people": 0, "repeat_30d": 0, "repeat_90d": 0})

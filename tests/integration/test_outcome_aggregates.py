@@ -173,3 +173,29 @@ async def test_two_writers_on_one_database_lose_no_increment(database_url, call_
     # Locks in one order: no deadlock was detected and retried away.
     for writer in writers:
         assert writer.pipeline.metrics.registry.get_sample_value("crisis_batch_retries_total", {"stage": "batch"}) == 0
+
+
+async def test_crisis_report_command_writes_the_file_and_records_who_ran_it(database_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from crisis.cli import app
+    from sinks.outcome_queries import report_runs
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("CRISIS_OPERATOR", "program-manager")
+    metrics = tmp_path / "report.prom"
+    monkeypatch.setenv("CRISIS_REPORT_METRICS_FILE", str(metrics))
+    out = tmp_path / "r.json"
+    result = await asyncio.to_thread(CliRunner().invoke, app, [
+        "report", "--from", "2026-11-01", "--to", "2026-11-30", "--by", "district", "--format", "json",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["from"] == "2026-11-01" and document["columns"] == ["all"]
+    assert 'crisis_report_runs_total{format="json"} 1.0' in metrics.read_text()
+    [run] = await report_runs(database_url)
+    assert (run["operator"], run["format"], run["by"], run["status"]) == ("program-manager", "json", "district", "ok")
+    assert run["out_path"] == str(out) and run["finished_at"] >= run["started_at"]
+
+    refused = CliRunner().invoke(app, ["report", "--from", "2026-11-30", "--to", "2026-11-01"])
+    assert refused.exit_code == 2 and "before" in refused.output

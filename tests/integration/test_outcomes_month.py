@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 from crisis.publish import publish_events
 from crisis.report import ReportRequest, run_report
 from crisis.simulate import City, CitySettings, SimulatedEvent
+from domain.outcome_report import SECTIONS
 from domain.policy import load_policy
 from domain.triage import triage
 from schemas.calls import CallReceived
@@ -242,17 +243,39 @@ async def _equals(db: str, sql: str, value: int) -> bool:
     return int(await scalar(db, sql)) == value
 
 
+BREAKDOWNS: dict[str, Any] = {
+    "week": lambda c: oracle.week_of(c.key[1]),
+    "day": lambda c: f"day:{c.key[1].isoformat()}",
+    "month": lambda c: f"month:{c.key[1].replace(day=1).isoformat()}",
+    "district": lambda c: f"district:{c.key[3]}",
+    "center": lambda c: f"center:{c.key[0]}",
+}
+
+
 async def check_report(db: str, everything: list[dict[str, Any]], start: date, end: date, tmp_path: Path) -> None:
     classified = [c for c in oracle.classify_all(everything, POLICY)
                   if start <= c.key[1] <= end]
+    checked = 0
+    for by, group in BREAKDOWNS.items():
+        checked += await check_breakdown(db, classified, start, end, by, group)
+    assert checked > 2500, checked
+
+    # All four formats from this database, suppression on; the HTML opens offline and shows its charts.
+    await check_formats(db, start, end, tmp_path)
+
+
+async def check_breakdown(db: str, classified: list[oracle.Classified], start: date, end: date, by: str,
+                          group: Any) -> int:
+    """Every count, share, percentile and hourly figure of one breakdown equals the oracle's."""
     columns: dict[str, Counter[str]] = {"all": Counter()}
     for c in classified:
-        for column in ("all", oracle.week_of(c.key[1])):
+        for column in ("all", group(c)):
             columns.setdefault(column, Counter()).update(c.measures)
-    repeats = oracle.repeats(classified, start, end, POLICY, lambda c: oracle.week_of(c.key[1]))
-    request = ReportRequest(start, end, "week", "json", None, "month-test", 0)
+    repeats = oracle.repeats(classified, start, end, POLICY, group)
+    request = ReportRequest(start, end, by, "json", None, "month-test", 0)
     report, text, _seconds = await asyncio.to_thread(run_report, db, request, POLICY.zone, "tester")
     document = json.loads(text)
+    assert set(document["columns"]) >= set(columns), by
     checked = 0
     for section in document["sections"]:
         for figure in section["figures"]:
@@ -261,14 +284,28 @@ async def check_report(db: str, everything: list[dict[str, Any]], start: date, e
             for column, value in figure["values"].items():
                 source = repeats.get(column, Counter()) if section["key"] == "repeat" else columns.get(column,
                                                                                                       Counter())
-                assert value == source[figure["key"]], (section["key"], figure["key"], column)
+                assert value == source[figure["key"]], (by, section["key"], figure["key"], column)
+                checked += 1
+    share_of = {row.key: row.share_of for _, _, _, rows in SECTIONS for row in rows if row.share_of}
+    for section in document["sections"]:
+        for figure in section["figures"]:
+            if figure["kind"] != "percent":
+                continue
+            key = figure["key"].removesuffix("%")
+            of = share_of[key]
+            for column, value in figure["values"].items():
+                source = repeats.get(column, Counter()) if section["key"] == "repeat" else columns.get(column,
+                                                                                                      Counter())
+                parts = of.removeprefix("sum:").split("+")
+                denominator = sum(source[p] for p in parts)
+                assert value == (round(100 * source[key] / denominator, 1) if denominator else None), (by, key, column)
                 checked += 1
     times = next(s for s in document["sections"] if s["key"] == "times")
     for figure in times["figures"]:
         interval, response, statistic = figure["key"].split(":")
         for column, value in figure["values"].items():
             values = [getattr(c, interval) for c in classified if c.response == response
-                      and getattr(c, interval) is not None and column in ("all", oracle.week_of(c.key[1]))]
+                      and getattr(c, interval) is not None and column in ("all", group(c))]
             expected = oracle.nearest_rank(values, 0.5 if statistic == "median" else 0.9)
             assert value == expected, (figure["key"], column)
             checked += 1
@@ -279,11 +316,12 @@ async def check_report(db: str, everything: list[dict[str, Any]], start: date, e
     for hour, figures in document["by_hour"].items():
         for measure in ("calls", "eligible", "status:served"):
             assert figures["values"][measure] == hourly[(hour, measure)], (hour, measure)
-    assert checked > 500, checked
     assert math.isclose(report.meta["arrival_median_seconds"], oracle.nearest_rank(
         [c.request_to_arrival for c in classified if c.request_to_arrival is not None], 0.5))
+    return checked
 
-    # All four formats from this database, suppression on; the HTML opens offline and shows its charts.
+
+async def check_formats(db: str, start: date, end: date, tmp_path: Path) -> None:
     for fmt in ("md", "csv", "json", "html"):
         suppressed = ReportRequest(start, end, "week", fmt, None, "month-test", 10)
         _, text, _ = await asyncio.to_thread(run_report, db, suppressed, POLICY.zone, "tester")

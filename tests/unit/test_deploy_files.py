@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import PipelineMetrics
+from streams.metrics import PipelineMetrics, ReportMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -101,9 +101,14 @@ def test_dockerfile_installs_every_package_and_runs_unprivileged() -> None:
     assert 'CMD ["crisis", "worker"]' in text
 
 
+def metric_families() -> list:  # type: ignore[type-arg]
+    """The worker's metrics, and the report job's (written for node_exporter's textfile collector)."""
+    return [*PipelineMetrics(CollectorRegistry()).registry.collect(), *ReportMetrics().registry.collect()]
+
+
 def exposed_metric_names() -> set[str]:
-    """Every name under which the worker's metrics can be queried: family names, with their type's suffixes."""
-    families = PipelineMetrics(CollectorRegistry()).registry.collect()
+    """Every name under which our metrics can be queried: family names, with their type's suffixes."""
+    families = metric_families()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {family.name + suffix for family in families for suffix in (*suffixes[family.type], "")}
 
