@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import random
 import shutil
 import subprocess
 from collections import Counter
@@ -25,11 +24,10 @@ from aiokafka import AIOKafkaProducer
 
 from crisis.publish import publish_events
 from crisis.report import ReportRequest, run_report
+from crisis.report_example import followup_events
 from crisis.simulate import City, CitySettings, SimulatedEvent
 from domain.outcome_report import SECTIONS
 from domain.policy import load_policy
-from domain.triage import triage
-from schemas.calls import CallReceived
 from sinks.outcome_feed import feed_records
 from sinks.outcome_queries import daily_counts, report_runs
 from streams import topics
@@ -41,8 +39,6 @@ pytestmark = pytest.mark.integration
 
 POLICY = load_policy()
 CALLS = 400
-LINKAGES = ("outpatient_mental_health", "substance_use_treatment", "crisis_stabilization", "primary_care",
-            "housing_or_social_services", "peer_support", "none_needed")
 
 
 def month_start() -> date:
@@ -61,42 +57,9 @@ def simulated(to: date) -> list[SimulatedEvent]:
     return city.events(CALLS)
 
 
-def _event(kind: str, call_id: str, n: int, at: datetime, **fields: Any) -> SimulatedEvent:
-    body = {"type": kind, "event_id": f"{call_id}-f{n}", "call_id": call_id, "occurred_at": at.isoformat(), **fields}
-    return SimulatedEvent(at, call_id, json.dumps(body).encode(), kind)
-
-
 def with_followups(events: list[SimulatedEvent]) -> list[SimulatedEvent]:
-    """The follow-up team's events for the contacts the policy follows up: completed, declined, dropped out, or
-    nothing (then the follow-up expires)."""
-    rng = random.Random(99)
-    bodies = oracle.calls_of(json.loads(e.value) for e in events)
-    extra: list[SimulatedEvent] = []
-    for call in bodies.values():
-        assert call.received is not None
-        rules = triage(CallReceived.model_validate_json(json.dumps(call.received)), POLICY)
-        contact = rules.route.value in ("diversion_line", "co_responder") or rules.second_response_requested
-        closes = [e for e in call.events if e["type"] == "call.closed"]
-        overridden = any(e["type"] == "triage.overridden" for e in call.events)
-        if not contact or overridden or not closes or closes[0]["disposition"] in oracle.SKIP_FOLLOWUP:
-            continue
-        ended = datetime.fromisoformat(closes[0]["occurred_at"])
-        kind = rng.choices(("completed", "declined", "dropped", "none"), (0.6, 0.1, 0.1, 0.2))[0]
-        cid = call.call_id
-        if kind == "completed":
-            reached = ended + timedelta(days=rng.uniform(0.2, 12))
-            extra.append(_event("followup.attempted", cid, 1, reached, attempt_result="reached", attempted_by="c1",
-                                channel="phone"))
-            extra.append(_event("followup.completed", cid, 2, reached + timedelta(days=rng.uniform(0, 8)),
-                                linkage=rng.choice(LINKAGES), completed_by="c1"))
-        elif kind == "declined":
-            extra.append(_event("followup.attempted", cid, 1, ended + timedelta(days=rng.uniform(0.5, 5)),
-                                attempt_result="declined", attempted_by="c1", channel="phone"))
-        elif kind == "dropped":
-            for n, day in enumerate((1.1, 3.1, 7.1), start=1):
-                extra.append(_event("followup.attempted", cid, n, ended + timedelta(days=day),
-                                    attempt_result="no_answer", attempted_by="c1", channel="phone"))
-    return sorted(events + extra, key=lambda e: e.occurred_at)
+    """The follow-up team's attempts and completions (completed, declined, dropped out, or none: expired)."""
+    return followup_events(events, POLICY)
 
 
 async def publish_to_partitions(bootstrap: str, topic: str, bodies: list[dict[str, Any]]) -> None:
