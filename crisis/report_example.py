@@ -76,7 +76,7 @@ def month_of_calls(policy: Policy, first: date, last: date, calls: int, seed: in
     """``calls`` simulated calls spread over the local days ``first`` to ``last``."""
     start = datetime.combine(first, time(0, 30), policy.zone)
     hours = (datetime.combine(last, time(23), policy.zone) - start).total_seconds() / 3600
-    city = City(policy, seed=seed, settings=CitySettings(calls_per_hour=calls / hours * 0.97),
+    city = City(policy, seed=seed, settings=CitySettings(calls_per_hour=calls / hours * 0.97, override_away_share=0.02),
                 start_at=start.astimezone(UTC), run_tag="example")
     return city.events(calls)
 

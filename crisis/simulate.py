@@ -53,7 +53,7 @@ SCENE_DISPOSITIONS = (
 )
 EMERGENCY_DISPOSITIONS = (Disposition.TRANSPORTED, Disposition.ARRESTED, Disposition.STABILIZED_ON_SCENE)
 # Where a transport went, and whether an arrest was a release to law enforcement (outcome reports).
-TRANSPORT_DESTINATIONS = (
+TRANSPORT_DESTINATIONS: tuple[tuple[Disposition, float], ...] = (
     (Disposition.TRANSPORTED_TO_CRISIS_CENTER, 0.35), (Disposition.TRANSPORTED_TO_COMMUNITY_LOCATION, 0.2),
     (Disposition.TRANSPORTED_TO_EMERGENCY_DEPARTMENT, 0.25), (Disposition.INVOLUNTARY_HOLD, 0.1),
     (Disposition.TRANSPORTED, 0.1),
@@ -83,7 +83,9 @@ class CitySettings:
     unserved_team_share: float = 0.08  # team calls the team never reached (never dispatched, or closed first)
     unreached_line_share: float = 0.06  # diversion-line calls cancelled or never reached by phone
     police_backup_share: float = 0.05  # co-responder calls where the team asked for police backup
-    override_away_share: float = 0.02  # co-responder calls a dispatcher moved to emergency before dispatch
+    # Co-responder calls a dispatcher moves to emergency before dispatch. Off by default: an override is
+    # stored as a decision, not a lifecycle event, and the demo and the SLA tests count lifecycle events.
+    override_away_share: float = 0.0
 
 
 def _event(kind: str, call_id: str, seq: int, at: datetime, **fields: object) -> SimulatedEvent:
@@ -207,8 +209,8 @@ class City:
     def _refine(disposition: Disposition, outcome: random.Random) -> Disposition:
         """Where a transport went; some arrests are releases to law enforcement (the report's outcome groups)."""
         if disposition is Disposition.TRANSPORTED:
-            choices, weights = zip(*TRANSPORT_DESTINATIONS, strict=True)
-            return outcome.choices(choices, weights)[0]
+            destinations = [destination for destination, _ in TRANSPORT_DESTINATIONS]
+            return outcome.choices(destinations, [weight for _, weight in TRANSPORT_DESTINATIONS])[0]
         if disposition is Disposition.ARRESTED and outcome.random() < 0.4:
             return Disposition.RELEASED_TO_LAW_ENFORCEMENT
         return disposition

@@ -273,15 +273,15 @@ def _lines(tables: Mapping[str, Mapping[str, int]], dimensions: Mapping[str, Seq
     lines: list[Line] = []
     for table, values in tables.items():
         for total, parts, hidden in _FAMILIES:
-            members = (*parts, hidden) if hidden is not None else parts
+            members = tuple(parts) + ((hidden,) if hidden is not None else ())
             if total in values and all(member in values for member in members):
                 lines.append(Line(cell(table, total), tuple(cell(table, member) for member in members)))
-    for members in dimensions.values():
-        if not members:
+    for groups in dimensions.values():
+        if not groups:
             continue
-        measures = set.intersection(*(set(tables[member]) for member in members)) & set(tables["all"])
+        measures = set.intersection(*(set(tables[group]) for group in groups)) & set(tables["all"])
         for measure in sorted(measures - PEOPLE_MEASURES):
-            lines.append(Line(cell("all", measure), tuple(cell(member, measure) for member in members)))
+            lines.append(Line(cell("all", measure), tuple(cell(group, measure) for group in groups)))
     return lines
 
 

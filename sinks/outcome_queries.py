@@ -9,6 +9,7 @@ received_at)`` indexes. Days and hours are the policy's time zone, as the aggreg
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -56,15 +57,15 @@ async def report_counts(database_url: str, start: date, end: date, by: str) -> d
         *([(group_sql("week", "day"), list(DAY_MEASURES))] if period_of(by) != by else []),
     ]
     async with connection(database_url) as conn:
-        for table, measures in queries:
+        for table, only in queries:
             rows = await conn.fetch(
                 f"SELECT {table} AS t, measure, sum(n)::bigint AS n FROM outcome_daily"
                 " WHERE day BETWEEN $1 AND $2 AND ($3::text[] IS NULL OR measure = ANY($3::text[]))"
-                " GROUP BY 1, 2", start, end, measures)
+                " GROUP BY 1, 2", start, end, only)
             for row in rows:
                 tables[row["t"]][row["measure"]] = int(row["n"])
     for table, counts in tables.items():
-        measures: tuple[str, ...] = MEASURES
+        measures: Sequence[str] = MEASURES
         if table.startswith("week:") and by != "week":
             measures = DAY_MEASURES
         elif table.startswith("hour:"):

@@ -53,7 +53,8 @@ def simulated(to: date) -> list[SimulatedEvent]:
     first = datetime.combine(start, time(6), POLICY.zone).astimezone(UTC)
     hours = (datetime.combine(to, time(23), POLICY.zone) - datetime.combine(start, time(0), POLICY.zone))
     rate = CALLS / (hours.total_seconds() / 3600) * 0.97
-    city = City(POLICY, seed=20, settings=CitySettings(calls_per_hour=rate), start_at=first, run_tag="month")
+    city = City(POLICY, seed=20, settings=CitySettings(calls_per_hour=rate, override_away_share=0.02), start_at=first,
+                run_tag="month")
     return city.events(CALLS)
 
 
