@@ -77,11 +77,12 @@ async def arrival_seconds(database_url: str, start: date, end: date, zone: ZoneI
 
 def arrival_histogram(seconds: list[float]) -> dict[str, int]:
     """Counts by bin of minutes, ``bin:000-005`` ... ``bin:060+``."""
-    counts = dict.fromkeys(_bin_names(), 0)
+    names = _bin_names()
+    counts = dict.fromkeys(names, 0)
     for value in seconds:
         minutes = value / 60
-        name = _bin_names()[-1]
-        for low, high, label in zip(ARRIVAL_BINS, ARRIVAL_BINS[1:], _bin_names(), strict=False):
+        name = names[-1]
+        for low, high, label in zip(ARRIVAL_BINS, ARRIVAL_BINS[1:], names, strict=False):
             if low <= minutes < high:
                 name = label
                 break

@@ -24,7 +24,6 @@ from domain.outcome_definitions import PROGRAM_ROUTES, UNSERVED_REASONS, Disposi
 from domain.outcomes import COMPLETED_LINKAGES, FOLLOWUP_STATUSES, FOLLOWUP_WINDOWS, RESPONSES
 from domain.suppression import DEFAULT_THRESHOLD, Line, sensitive, suppress
 
-BREAKDOWNS = ("day", "week", "month", "district", "center")
 # Minutes from the team's request to its arrival: the histogram's bins (the last is open-ended).
 ARRIVAL_BINS = (0, 5, 10, 15, 20, 25, 30, 45, 60)
 INTERVALS = {

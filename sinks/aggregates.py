@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable
-from datetime import date
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -121,7 +120,3 @@ async def record(conn: asyncpg.Connection, items: Iterable[OutcomeInput], zone: 
     await conn.execute(_BUMP_DAYS, orjson.dumps([{"center_id": c, "day": d} for c, d in days]).decode())
     return len(change)
 
-
-def day_keys(change: Counter[Key]) -> list[tuple[str, date]]:
-    """The center-days an aggregate change touches, sorted."""
-    return sorted({(center, day) for center, day, *_ in change})

@@ -171,8 +171,9 @@ async def test_two_writers_on_one_database_lose_no_increment(database_url, call_
     assert await writers[0].daily() == await reference.daily()
     assert (await writers[0].by_measure())["calls"] == 240
     # Locks in one order: no deadlock was detected and retried away.
-    for writer in writers:
-        assert writer.pipeline.metrics.registry.get_sample_value("crisis_batch_retries_total", {"stage": "batch"}) == 0
+    for outcomes in writers:
+        assert outcomes.pipeline.metrics.registry.get_sample_value("crisis_batch_retries_total",
+                                                                   {"stage": "batch"}) == 0
 
 
 async def test_crisis_report_command_writes_the_file_and_records_who_ran_it(database_url, tmp_path, monkeypatch):

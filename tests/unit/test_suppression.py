@@ -71,9 +71,9 @@ def tables(draw: st.DrawFn) -> tuple[dict[str, int], list[Line], frozenset[str]]
             values[f"g{g}|p{p}"] = draw(small_counts)
         values[f"g{g}|total"] = sum(values[f"g{g}|p{p}"] for p in range(parts))
         lines.append(Line(f"g{g}|total", tuple(f"g{g}|p{p}" for p in range(parts))))
-    for p in [*(f"p{p}" for p in range(parts)), "total"]:
-        values[f"all|{p}"] = sum(values[f"g{g}|{p}"] for g in range(groups))
-        lines.append(Line(f"all|{p}", tuple(f"g{g}|{p}" for g in range(groups))))
+    for column in [*(f"p{p}" for p in range(parts)), "total"]:
+        values[f"all|{column}"] = sum(values[f"g{g}|{column}"] for g in range(groups))
+        lines.append(Line(f"all|{column}", tuple(f"g{g}|{column}" for g in range(groups))))
     lines.append(Line("all|total", tuple(f"all|p{p}" for p in range(parts))))
     # Some parts are never displayed (a complement), and must be protected all the same.
     hidden_part = draw(st.one_of(st.none(), st.integers(0, parts - 1)))
