@@ -1,8 +1,9 @@
 """Outcome aggregates kept in Postgres in the batch's own transaction (all their SQL is here).
 
-``PostgresTransaction.write`` calls ``record`` once, after it stored the batch, with the ids stored
-for the first time. Only those events change anything: a replayed event was not new, so it changes
-no fact and no count. For the calls they touch, in one transaction:
+``PostgresTransaction.write`` collects the batch's events stored for the first time (``new_inputs``)
+and ``PostgresStore.transaction`` calls ``record`` with them just before it commits. Only those
+events change anything: a replayed event was not new, so it changes no fact and no count. For the
+calls they touch, in the batch's transaction:
 
 1. ``outcome_calls``: the calls' facts, created if missing and locked, in call-id order;
 2. the facts after the new events, and the difference of what they count (``domain.outcomes``);
@@ -26,6 +27,8 @@ import orjson
 
 from domain.outcomes import FACT_FIELDS, CallFacts, Key, OutcomeInput, apply_all, deltas
 from sinks.base import BatchWrite
+
+__all__ = ["OutcomeInput", "new_inputs", "record"]
 
 _COLUMN_TYPES = {
     "call_id": "text", "center_id": "text", "district": "text", "received_at": "timestamptz", "person_ref": "text",

@@ -60,6 +60,7 @@ class PostgresTransaction:
     def __init__(self, conn: asyncpg.Connection, zone: ZoneInfo) -> None:
         self.conn = conn
         self.zone = zone  # outcome aggregates count by day and hour in the policy's time zone
+        self.outcome_inputs: list[aggregates.OutcomeInput] = []  # events stored for the first time
 
     async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
         if not call_ids:
@@ -158,9 +159,8 @@ class PostgresTransaction:
                  "dead_lettered_at": r.letter.dead_lettered_at}
                 for r in batch.dead_letters
             ], returning=True)
-        # Outcome aggregates, last: they lock their rows after every row above (sinks.aggregates).
-        await aggregates.record(self.conn, aggregates.new_inputs(
-            batch, set(call_ids), set(decision_ids), set(event_ids), set(timer_event_ids)), self.zone)
+        self.outcome_inputs += aggregates.new_inputs(batch, set(call_ids), set(decision_ids), set(event_ids),
+                                                     set(timer_event_ids))
         return Stored(frozenset(decision_ids), frozenset(timer_event_ids), frozenset(dead_ids))
 
     async def _write_timers(self, rows: Sequence[TimerRow]) -> None:
@@ -255,7 +255,11 @@ class PostgresStore:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresTransaction(conn, self.zone)
+            tx = PostgresTransaction(conn, self.zone)
+            yield tx
+            # Outcome aggregates last, just before the commit (after publishing): every worker updates
+            # today's rows, so they are locked only for that moment, after all of the batch's own rows.
+            await aggregates.record(conn, tx.outcome_inputs, self.zone)
 
     async def count_running_timers(self) -> dict[str, int]:
         rows = await self.pool.fetch(
