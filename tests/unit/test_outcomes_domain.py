@@ -174,3 +174,14 @@ def test_every_eligible_call_is_served_unserved_with_one_reason_or_open(items):
     assert counted["eligible"] == counted["status:served"] + counted["status:unserved"] + counted["status:open"] == 1
     assert sum(n for m, n in counted.items() if m.startswith("unserved:")) == counted["status:unserved"]
     assert sum(n for m, n in counted.items() if m.startswith("disposition:")) == counted["closed"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(events)
+def test_a_batch_fold_equals_applying_each_event_in_turn(items):
+    from domain.outcomes import apply
+
+    facts = CallFacts("c1")
+    for item in items:
+        facts = apply(facts, item)
+    assert apply_all({}, items).get("c1", CallFacts("c1")) == facts
