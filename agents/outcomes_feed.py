@@ -94,8 +94,10 @@ class OutcomesFeed:
     async def revise(self) -> int:
         """Store a new revision for every closed day whose suppressed counts changed; returns how many."""
         wall = self.clock()
+        # Live, no day after the last one closed by the wall clock can close: leave their rows unlocked.
+        last_day = (wall - self.lateness).astimezone(self.zone).date() - timedelta(days=1) if self.live else None
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await feed.changed_days(conn, DAYS_PER_ROUND)
+            rows = await feed.changed_days(conn, DAYS_PER_ROUND, last_day)
             if not rows:
                 return 0
             clocks = {} if self.live else await feed.center_clocks(conn, sorted({r["center_id"] for r in rows}))

@@ -21,11 +21,13 @@ import asyncpg
 import orjson
 
 
-async def changed_days(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Center-days whose aggregates changed since their last record, locked (others' skipped)."""
+async def changed_days(conn: asyncpg.Connection, limit: int, last_day: date | None) -> list[asyncpg.Record]:
+    """Center-days up to ``last_day`` (all when ``None``) whose aggregates changed since their last record,
+    locked (others' skipped). Today's row, which every batch bumps, is left alone when ``last_day`` says so."""
     return list(await conn.fetch(
         "SELECT center_id, day, version FROM outcome_days WHERE version > fed_version"
-        " ORDER BY center_id, day LIMIT $1 FOR UPDATE SKIP LOCKED", limit))
+        " AND ($2::date IS NULL OR day <= $2::date)"
+        " ORDER BY center_id, day LIMIT $1 FOR UPDATE SKIP LOCKED", limit, last_day))
 
 
 async def center_clocks(conn: asyncpg.Connection, centers: Sequence[str]) -> dict[str, datetime]:
