@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/crisis demo
 
-## Java and Maven run the real Apache Kafka broker the integration tests use; promtool tests the alert rules.
+## Java and Maven run the real Apache Kafka broker the integration tests use; promtool tests the alert rules;
+## headless Chromium renders the HTML outcomes report for its screenshot test.
 deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null || { \
-	  echo "installing Java 17, Maven and promtool (Debian packages)"; \
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
+	  && command -v chromium >/dev/null || { \
+	  echo "installing Java 17, Maven, promtool and Chromium (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    openjdk-17-jre-headless maven prometheus >/dev/null; }
+	    openjdk-17-jre-headless maven prometheus chromium >/dev/null; }
 
 ## Lint and type-check, then the whole suite: unit tests, scenarios, then integration tests on Apache Kafka + PostgreSQL.
 test: $(STAMP) deps

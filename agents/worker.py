@@ -13,6 +13,7 @@ from faust.types import EventT, StreamT
 
 from agents.clock import ReadPosition
 from agents.decoding import InboundRecord
+from agents.outcomes_feed import OutcomesFeed
 from agents.pipeline import CallPipeline
 from domain.policy import Policy, load_policy
 from sinks.postgres import PostgresStore
@@ -149,6 +150,20 @@ async def readiness() -> dict[str, str]:
     running = any(actor.actor_task is not None and not actor.actor_task.done() for actor in actors)
     checks["calls_agent"] = "ok" if running else "not running"
     return checks
+
+
+_outcomes_feed: OutcomesFeed | None = None
+
+
+@app.timer(settings.outcomes_feed_interval_seconds)
+async def publish_outcomes() -> None:
+    """Publish each center's closed days on crisis.outcomes.v1, and revisions of them (``agents.outcomes_feed``)."""
+    global _outcomes_feed
+    await pipeline()
+    if _outcomes_feed is None:
+        assert _store is not None and _publisher is not None
+        _outcomes_feed = OutcomesFeed(_store.pool, _publisher, settings, _store.zone, metrics)
+    await _outcomes_feed.tick()
 
 
 @app.task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -476,6 +477,82 @@ def bench_ingest(
         typer.echo(json.dumps(summary))
         return
     typer.echo(json.dumps(summary, indent=2))
+
+
+class ReportFormat(StrEnum):
+    MD = "md"
+    CSV = "csv"
+    JSON = "json"
+    HTML = "html"
+
+
+class ReportBy(StrEnum):
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    DISTRICT = "district"
+    CENTER = "center"
+
+
+@app.command()
+def report(
+    from_day: Annotated[str, typer.Option("--from", help="First local day (YYYY-MM-DD), in the policy's time zone.")],
+    to_day: Annotated[str, typer.Option("--to", help="Last local day (YYYY-MM-DD), included.")],
+    by: Annotated[ReportBy, typer.Option(help="Breakdown beside the total.")] = ReportBy.WEEK,
+    fmt: Annotated[ReportFormat, typer.Option("--format", help="md, csv, json or html (one self-contained file).")]
+    = ReportFormat.MD,
+    out: Annotated[Path | None, typer.Option(help="Write the report here instead of stdout.")] = None,
+    operator: Annotated[str | None, typer.Option(help="Who runs it, for the audit table (default: "
+                                                      "$CRISIS_OPERATOR, else the OS user).")] = None,
+) -> None:
+    """The outcomes report a program manager reads, from $DATABASE_URL: funnel, response times, outcomes,
+    follow-up and repeat contacts, with small cells suppressed. Every run is recorded in report_runs."""
+    from datetime import date
+
+    from rich.console import Console
+
+    from crisis.report import ReportRequest, operator_name, run_report
+    from domain.policy import PolicyError, load_policy
+    from streams.config import Settings
+
+    try:
+        start, end = date.fromisoformat(from_day), date.fromisoformat(to_day)
+    except ValueError:
+        _fail(f"--from and --to must be dates like 2026-11-01, got {from_day!r} and {to_day!r}")
+    if end < start:
+        _fail("--to is before --from")
+    settings = Settings.from_env()
+    try:
+        policy = load_policy(settings.policy_path)
+    except PolicyError as exc:
+        _fail(str(exc))
+    who, os_user = operator_name(operator)
+    request = ReportRequest(start, end, by.value, fmt.value, out, who, settings.suppression_threshold)
+    # A spinner naming the stage on a terminal (a month takes seconds, a year longer); nothing when piped.
+    status = Console(stderr=True).status("reading") if sys.stderr.isatty() else None
+    with status or contextlib.nullcontext():
+        built, text, seconds = run_report(settings.database_url, request, policy.zone, os_user,
+                                          step=status.update if status is not None else lambda stage: None)
+    write_report_metrics(settings.report_metrics_file, fmt.value, seconds, len(built.suppressed))
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+    typer.echo(f"report: {built.cells} cells, {len(built.suppressed)} suppressed, {seconds:.2f} s"
+               + (f", written to {out}" if out else ""), err=True)
+
+
+def write_report_metrics(path: str | None, fmt: str, seconds: float, suppressed: int) -> None:
+    """A batch job's metrics for node_exporter's textfile collector (``CRISIS_REPORT_METRICS_FILE``)."""
+    if not path:
+        return
+    from prometheus_client import write_to_textfile
+
+    from streams.metrics import ReportMetrics
+
+    metrics = ReportMetrics()
+    metrics.observe(fmt, seconds, suppressed)
+    write_to_textfile(path, metrics.registry)
 
 
 @app.command()

@@ -72,6 +72,13 @@ SCENE_DISPOSITIONS = (
     Disposition.DIVERTED_FROM_HOSPITAL, Disposition.LINKED_TO_SERVICES, Disposition.TRANSPORTED,
 )
 EMERGENCY_DISPOSITIONS = (Disposition.TRANSPORTED, Disposition.ARRESTED, Disposition.STABILIZED_ON_SCENE)
+# Where a transport went, and whether an arrest was a release to law enforcement (outcome reports).
+TRANSPORT_DESTINATIONS: tuple[tuple[Disposition, float], ...] = (
+    (Disposition.TRANSPORTED_TO_CRISIS_CENTER, 0.35), (Disposition.TRANSPORTED_TO_COMMUNITY_LOCATION, 0.2),
+    (Disposition.TRANSPORTED_TO_EMERGENCY_DEPARTMENT, 0.25), (Disposition.INVOLUNTARY_HOLD, 0.1),
+    (Disposition.TRANSPORTED, 0.1),
+)
+UNSERVED_TEAM_REASONS = ("no_team_available", "declined_by_team", "caller_declined", "unable_to_locate", None)
 
 # Follow-up attempts: what each reaches (weights). Crisis follow-up calls often go unanswered.
 ATTEMPT_RESULTS = {
@@ -109,6 +116,13 @@ class CitySettings:
     followups: bool = True  # follow-up attempts and completions after contacts the policy follows up
     attempt_skipped_share: float = 0.1  # a due attempt nobody makes (overdue)
     completion_share: float = 0.85  # of people reached, those whose follow-up is completed with a linkage
+    # Outcomes (drawn from a second random stream per call, so every other draw stays as it was):
+    unserved_team_share: float = 0.08  # team calls the team never reached (never dispatched, or closed first)
+    unreached_line_share: float = 0.06  # diversion-line calls cancelled or never reached by phone
+    police_backup_share: float = 0.05  # co-responder calls where the team asked for police backup
+    # Co-responder calls a dispatcher moves to emergency before dispatch. Off by default: an override is
+    # stored as a decision, not a lifecycle event, and the demo and the SLA tests count lifecycle events.
+    override_away_share: float = 0.0
 
 
 def _event(kind: str, call_id: str, seq: int, at: datetime, **fields: object) -> SimulatedEvent:
@@ -161,14 +175,18 @@ class City:
             "caller_phone": f"+1314555{rng.randrange(10000):04d}",
         }
         events = [_event("call.received", call_id, 0, at, **received)]
+        outcome = random.Random(f"{self.seed}:{number}:outcome")  # its own stream: see CitySettings
         decision = triage(CallReceived.model_validate({"type": "call.received", "event_id": "x",
                                                        "call_id": call_id, "occurred_at": at, **received}),
                           self.policy)
         seq = 1
         closed_at = at + timedelta(minutes=rng.uniform(15, 50))
+        close_fields: dict[str, object] = {}
         if decision.route is Route.DIVERSION_LINE:
             closed_at = at + timedelta(minutes=rng.uniform(8, 35))
             disposition = rng.choice(PHONE_DISPOSITIONS)
+            if outcome.random() < s.unreached_line_share:
+                disposition = outcome.choice((Disposition.UNABLE_TO_CONTACT, Disposition.CANCELLED))
         else:
             team_wanted = decision.route is Route.CO_RESPONDER or decision.second_response_requested
             if decision.route is Route.EMERGENCY:
@@ -178,6 +196,7 @@ class City:
                 events.append(_event("unit.arrived", call_id, seq + 1, police_arrival,
                                      unit_id=f"P{rng.randrange(100, 999)}", unit_type="police"))
                 seq += 2
+            served = True
             if team_wanted:
                 sla = self.policy.sla["second" if decision.route is Route.EMERGENCY else "first"]  # type: ignore[index]
                 if rng.random() < s.late_team_share:
@@ -185,15 +204,47 @@ class City:
                 else:
                     delay = min(sla.breach_after_seconds * 0.98, rng.lognormvariate(math.log(420), 0.35))
                 unit = f"CRU{rng.randrange(1, 9)}"
-                events.append(_event("unit.dispatched", call_id, seq, at + timedelta(seconds=rng.uniform(30, 120)),
-                                     unit_id=unit, unit_type="co_responder"))
-                events.append(_event("unit.arrived", call_id, seq + 1, at + timedelta(seconds=delay),
-                                     unit_id=unit, unit_type="co_responder"))
-                seq += 2
-                closed_at = max(closed_at, at + timedelta(seconds=delay + rng.uniform(600, 2400)))
+                dispatched_at = at + timedelta(seconds=rng.uniform(30, 120))
+                on_scene = rng.uniform(600, 2400)
+                unserved = outcome.random() < s.unserved_team_share
+                overridden = (not unserved and decision.route is Route.CO_RESPONDER
+                              and outcome.random() < s.override_away_share)
+                if overridden:  # a dispatcher sends police/EMS instead, before the team is dispatched
+                    events.append(_event("triage.overridden", call_id, seq, at + timedelta(seconds=20),
+                                         route="emergency", overridden_by=f"dispatcher-{outcome.randrange(1, 40)}",
+                                         reason="caller became violent"))
+                    seq += 1
+                    served = False
+                elif unserved and outcome.random() < 0.5:  # dispatched, then closed before the team got there
+                    events.append(_event("unit.dispatched", call_id, seq, dispatched_at, unit_id=unit,
+                                         unit_type="co_responder"))
+                    seq += 1
+                    closed_at = dispatched_at + timedelta(seconds=outcome.uniform(60, max(90.0, delay - 90)))
+                    served = False
+                elif unserved:  # never dispatched: the CAD records why, or not
+                    reason = outcome.choice(UNSERVED_TEAM_REASONS)
+                    if reason is not None:
+                        close_fields["unserved_reason"] = reason
+                    served = False
+                else:
+                    events.append(_event("unit.dispatched", call_id, seq, dispatched_at,
+                                         unit_id=unit, unit_type="co_responder"))
+                    events.append(_event("unit.arrived", call_id, seq + 1, at + timedelta(seconds=delay),
+                                         unit_id=unit, unit_type="co_responder"))
+                    seq += 2
+                    closed_at = max(closed_at, at + timedelta(seconds=delay + on_scene))
+                    if decision.route is Route.CO_RESPONDER and outcome.random() < s.police_backup_share:
+                        events.append(_event("unit.dispatched", call_id, seq, at + timedelta(seconds=delay + 120),
+                                             unit_id=f"P{outcome.randrange(100, 999)}", unit_type="police"))
+                        seq += 1
             disposition = rng.choice(SCENE_DISPOSITIONS if team_wanted else EMERGENCY_DISPOSITIONS)
+            if team_wanted and not served:
+                disposition = (Disposition.CANCELLED if "unserved_reason" not in close_fields
+                               and outcome.random() < 0.5 else outcome.choice(EMERGENCY_DISPOSITIONS))
+            disposition = self._refine(disposition, outcome)
         if s.close_calls:
-            events.append(_event("call.closed", call_id, seq, closed_at, disposition=str(disposition)))
+            events.append(_event("call.closed", call_id, seq, closed_at, disposition=str(disposition),
+                                 **close_fields))
             contact = contact_for(decision.route, decision.second_response_requested)
             followup = self.policy.followup
             if (s.followups and contact is not None and contact in followup.contacts
@@ -227,6 +278,16 @@ class City:
                                          linkage=str(linkage), completed_by=f"clinician-{rng.randrange(1, 12)}"))
                 return events
         return events
+
+    @staticmethod
+    def _refine(disposition: Disposition, outcome: random.Random) -> Disposition:
+        """Where a transport went; some arrests are releases to law enforcement (the report's outcome groups)."""
+        if disposition is Disposition.TRANSPORTED:
+            destinations = [destination for destination, _ in TRANSPORT_DESTINATIONS]
+            return outcome.choices(destinations, [weight for _, weight in TRANSPORT_DESTINATIONS])[0]
+        if disposition is Disposition.ARRESTED and outcome.random() < 0.4:
+            return Disposition.RELEASED_TO_LAW_ENFORCEMENT
+        return disposition
 
     def events(self, calls: int) -> list[SimulatedEvent]:
         """``calls`` calls and their lifecycle events, ordered by event time."""

@@ -21,6 +21,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from schemas.calls import CALL_EVENT_MODELS
 from schemas.deadletter import DeadLetter
 from schemas.followups import FollowupEvent
+from schemas.outcomes import OutcomesDaily
 from schemas.sla import SlaEvent
 from schemas.triage import TriageDecision
 from streams import topics
@@ -29,7 +30,7 @@ ASYNCAPI_VERSION = "3.0.0"
 REF_TEMPLATE = "#/components/schemas/{model}"
 KAFKA_BINDING_VERSION = "0.5.0"
 
-OUTBOUND_MODELS: tuple[type[BaseModel], ...] = (TriageDecision, SlaEvent, FollowupEvent, DeadLetter)
+OUTBOUND_MODELS: tuple[type[BaseModel], ...] = (TriageDecision, SlaEvent, FollowupEvent, DeadLetter, OutcomesDaily)
 
 _CALL_ID_KEY = {"type": "string", "description": "The call's call_id: a call's events stay in order on one partition."}
 
@@ -134,6 +135,11 @@ def asyncapi_document() -> dict[str, Any]:
         "A step of a follow-up after a crisis contact: followup.due, followup.overdue, followup.completed, "
         "followup.dropped_out or followup.expired.",
         _CALL_ID_KEY, _headers())
+    messages["OutcomesDaily"] = _message(
+        OutcomesDaily, "outcomes.daily",
+        "One center's outcome counts for one closed local day (revision 1), or a revision of them.",
+        {"type": "string", "description": "The center_id: a center's days stay in order on one partition."},
+        _headers())
     messages["DeadLetter"] = _message(
         DeadLetter, "deadletter",
         "An inbound record we could not accept, with the reason and the original bytes.",
@@ -191,6 +197,21 @@ def asyncapi_document() -> dict[str, Any]:
             ),
             "messages": {"FollowupEvent": {"$ref": "#/components/messages/FollowupEvent"}},
         },
+        "outcomes": {
+            "address": topics.OUTCOMES,
+            "title": "Daily outcomes per center (partner topic)",
+            "description": (
+                "Each center's outcome counts for each local day (the policy's time zone), keyed by `center_id`: "
+                "the eligibility funnel, unserved reasons, routes, dispositions, SLA and follow-up counts. Published "
+                "once the day has closed (its end plus CRISIS_OUTCOMES_LATENESS_SECONDS); a later event that "
+                "changes the day publishes it again with the next `revision`, which replaces the earlier ones. "
+                "Written by the crisis-pipeline workers; read by partners (funders, councils, community "
+                "partners, reporting). Partner topic: no personal data, counts only, and counts from 1 to "
+                "`suppression_threshold` suppressed (null, listed in `suppressed`) with secondary suppression. "
+                "Consumers deduplicate by `event_id`."
+            ),
+            "messages": {"OutcomesDaily": {"$ref": "#/components/messages/OutcomesDaily"}},
+        },
         "deadletter": {
             "address": topics.DEADLETTER,
             "title": "Dead letters (internal)",
@@ -229,6 +250,12 @@ def asyncapi_document() -> dict[str, Any]:
             "summary": "Publish each follow-up step once it is stored.",
             "messages": _channel_refs("followups", ["FollowupEvent"]),
         },
+        "sendOutcomes": {
+            "action": "send",
+            "channel": {"$ref": "#/channels/outcomes"},
+            "summary": "Publish each closed day's outcome counts, and each revision of them.",
+            "messages": _channel_refs("outcomes", ["OutcomesDaily"]),
+        },
         "sendDeadLetters": {
             "action": "send",
             "channel": {"$ref": "#/channels/deadletter"},
@@ -246,8 +273,8 @@ def asyncapi_document() -> dict[str, Any]:
                 "Event-driven pipeline for 911 behavioral-health crisis calls. A city's CAD integrations send "
                 "call lifecycle events; the pipeline triages each call (diversion line, co-responder team or "
                 "emergency), runs co-responder arrival SLA timers and follow-up schedules, and publishes "
-                "decisions, SLA and follow-up events on partner topics without personal data. Every topic is "
-                "keyed by `call_id`. Delivery is "
+                "decisions, SLA and follow-up events and daily outcome counts on partner topics without personal "
+                "data. Every topic is keyed by `call_id`, except the outcomes feed (`center_id`). Delivery is "
                 "at-least-once: every event carries a deterministic `event_id` to deduplicate by. "
                 "Topic names may carry a deployment prefix (`CRISIS_TOPIC_PREFIX`)."
             ),

@@ -48,7 +48,11 @@ class UnitType(StrEnum):
 
 
 class Disposition(StrEnum):
-    """How a contact ended (the outcomes partners ask about)."""
+    """How a contact ended (the outcomes partners ask about).
+
+    Values are only ever added (a CAD integration may send any of them). Reports group them
+    (``domain.outcome_definitions``), and each maps to a NEMSIS eDisposition.30 code (README).
+    """
 
     RESOLVED_BY_PHONE = "resolved_by_phone"
     STABILIZED_ON_SCENE = "stabilized_on_scene"
@@ -61,6 +65,27 @@ class Disposition(StrEnum):
     UNABLE_TO_CONTACT = "unable_to_contact"
     RESOURCES_DECLINED = "resources_declined"
     CANCELLED = "cancelled"
+    # Added for outcome reports: where a transport went, and custody.
+    TRANSPORTED_TO_COMMUNITY_LOCATION = "transported_to_community_location"
+    TRANSPORTED_TO_CRISIS_CENTER = "transported_to_crisis_center"
+    TRANSPORTED_TO_EMERGENCY_DEPARTMENT = "transported_to_emergency_department"  # voluntary
+    INVOLUNTARY_HOLD = "involuntary_hold"  # taken to an emergency department on an involuntary hold
+    RELEASED_TO_LAW_ENFORCEMENT = "released_to_law_enforcement"
+
+
+class UnservedReason(StrEnum):
+    """Why the program's team (or line) did not serve an eligible call, as the CAD records it on close.
+
+    Reasons the events themselves show (a dispatcher override, a close before arrival, no dispatch)
+    are derived by the reports; these are the ones only the CAD knows.
+    """
+
+    NO_TEAM_AVAILABLE = "no_team_available"
+    OUTSIDE_HOURS = "outside_hours"
+    DECLINED_BY_TEAM = "declined_by_team"
+    CALLER_DECLINED = "caller_declined"
+    UNABLE_TO_LOCATE = "unable_to_locate"
+    OTHER = "other"
 
 
 class AttemptResult(StrEnum):
@@ -168,8 +193,11 @@ class UnitArrived(_Event):
 
 
 class CallClosed(_Event):
+    """The call ended, with its disposition; ``unserved_reason`` when the program's team did not serve it."""
+
     type: Literal["call.closed"] = "call.closed"
     disposition: Disposition
+    unserved_reason: UnservedReason | None = None
 
 
 class FollowupAttempted(_Event):

@@ -14,11 +14,15 @@ the kinds in ``domain.timers`` do).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
+from domain.outcomes import CallFacts, Key, OutcomeInput, apply_all, deltas
+from domain.policy import load_policy
 from domain.timers.kind import TimerEvent
 from schemas.calls import CallClosed, CallReceived, FollowupAttempted, FollowupCompleted, UnitArrived, UnitDispatched
 from schemas.deadletter import DeadLetter
@@ -126,7 +130,10 @@ class Store(Protocol):
 class InMemoryStore:
     """A dict-backed ``Store`` with the same idempotence rules as the Postgres one."""
 
-    def __init__(self) -> None:
+    def __init__(self, zone: ZoneInfo | None = None) -> None:
+        self.zone = zone or load_policy().zone
+        self.outcome_facts: dict[str, CallFacts] = {}  # as outcome_calls
+        self.outcome_daily: Counter[Key] = Counter()  # as outcome_daily
         self.calls: dict[str, CallReceived] = {}
         self.decisions: dict[str, TriageDecision] = {}
         self.lifecycle: dict[str, LifecycleEvent] = {}
@@ -150,6 +157,13 @@ class InMemoryStore:
     async def close(self) -> None:
         return None
 
+    def record_outcomes(self, items: Iterable[OutcomeInput]) -> None:
+        """The outcome aggregates, as ``sinks.aggregates`` keeps them in Postgres (events new to the store only)."""
+        after = apply_all(self.outcome_facts, items)
+        self.outcome_daily.update(deltas(self.outcome_facts, after, self.zone))
+        self.outcome_daily = Counter({key: n for key, n in self.outcome_daily.items() if n != 0})
+        self.outcome_facts.update(after)
+
     def timer_states(self, kind: str) -> dict[str, Mapping[str, Any]]:
         """Test helper: the current (highest sequence) state of each call's timer of ``kind``."""
         current: dict[str, TimerRow] = {}
@@ -163,6 +177,7 @@ class _InMemoryTransaction:
     def __init__(self, store: InMemoryStore) -> None:
         self.store = store
         self.pending: BatchWrite | None = None
+        self.new_ids: tuple[frozenset[str], ...] = ()
 
     async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
         wanted = set(call_ids)
@@ -191,7 +206,7 @@ class _InMemoryTransaction:
                 raise StaleTimerRead(f"timer {row.key} was created by another transaction")
         # Applied at commit, like a real transaction; new ids are computed now.
         self.pending = batch
-        return Stored(
+        stored = Stored(
             decision_ids=frozenset(d.event_id for d in batch.decisions if d.event_id not in self.store.decisions),
             timer_event_ids=frozenset(
                 e.event.event_id for e in batch.timer_events if e.event.event_id not in self.store.timer_events
@@ -200,6 +215,11 @@ class _InMemoryTransaction:
                 r.letter.event_id for r in batch.dead_letters if r.letter.event_id not in self.store.dead_letters
             ),
         )
+        self.new_ids = (frozenset(c.call_id for c, _ in batch.calls if c.call_id not in self.store.calls),
+                        stored.decision_ids,
+                        frozenset(e.event_id for e in batch.lifecycle if e.event_id not in self.store.lifecycle),
+                        stored.timer_event_ids)
+        return stored
 
     def commit(self) -> None:
         if self.pending is None:
@@ -218,3 +238,6 @@ class _InMemoryTransaction:
             s.timer_events.setdefault(emitted.event.event_id, emitted)
         for rejected in b.dead_letters:
             s.dead_letters.setdefault(rejected.letter.event_id, rejected)
+        from sinks.aggregates import new_inputs  # its SQL half imports this module
+
+        s.record_outcomes(new_inputs(b, *self.new_ids))

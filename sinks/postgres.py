@@ -11,14 +11,19 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import orjson
 
-from domain.policy import SAFETY_FLAGS
+from domain.policy import SAFETY_FLAGS, load_policy
 from schemas.triage import Route, TriageDecision
+from sinks import aggregates
 from sinks.base import BatchWrite, StaleTimerRead, Stored, TimerRow
+
+if TYPE_CHECKING:
+    from sinks.connection import Connection
 
 _TIMER_COLUMNS = "kind, call_id, seq, partition, state, next_deadline_at, failed_reason"
 
@@ -52,15 +57,15 @@ def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
     )
 
 
-if TYPE_CHECKING:  # generic in the stubs only
-    Connection: TypeAlias = asyncpg.Connection[asyncpg.Record] | asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
 
 
 class PostgresTransaction:
     """One batch's reads and writes on one connection inside one transaction."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, zone: ZoneInfo) -> None:
         self.conn = conn
+        self.zone = zone  # outcome aggregates count by day and hour in the policy's time zone
+        self.outcome_inputs: list[aggregates.OutcomeInput] = []  # events stored for the first time
 
     async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
         if not call_ids:
@@ -110,15 +115,16 @@ class PostgresTransaction:
         return []
 
     async def write(self, batch: BatchWrite) -> Stored:
+        call_ids: list[str] = []
         if batch.calls:
-            await self._insert(_INSERT_CALLS, [
+            call_ids = await self._insert(_INSERT_CALLS, [
                 {"call_id": c.call_id, "event_id": c.event_id, "occurred_at": c.occurred_at,
                  "center_id": c.center_id, "nature_code": c.nature_code, "mpds_code": c.mpds_code,
                  "concerns": sorted(c.concerns), "safety_flags": [f for f in SAFETY_FLAGS if getattr(c, f)],
                  "person_in_crisis_is_caller": c.person_in_crisis_is_caller, "juvenile": c.juvenile,
                  "district": c.district, "caller_phone": c.caller_phone, "person_ref": ref}
                 for c, ref in batch.calls
-            ])
+            ], returning=True)
         decision_ids: list[str] = []
         if batch.decisions:
             decision_ids = await self._insert(_INSERT_DECISIONS, [
@@ -131,13 +137,14 @@ class PostgresTransaction:
                  "override_reason": d.override_reason}
                 for d in batch.decisions
             ], returning=True)
+        event_ids: list[str] = []
         if batch.lifecycle:
-            await self._insert(_INSERT_CALL_EVENTS, [
+            event_ids = await self._insert(_INSERT_CALL_EVENTS, [
                 {"event_id": e.event_id, "call_id": e.call_id, "type": e.type, "occurred_at": e.occurred_at,
                  # __dict__: a field the event type lacks is None (getattr would raise and catch, per field)
                  **{name: e.__dict__.get(name) for name in _LIFECYCLE_DETAILS}}
                 for e in batch.lifecycle
-            ])
+            ], returning=True)
         if batch.timers:
             await self._write_timers(batch.timers)
         timer_event_ids: list[str] = []
@@ -159,6 +166,8 @@ class PostgresTransaction:
                  "dead_lettered_at": r.letter.dead_lettered_at}
                 for r in batch.dead_letters
             ], returning=True)
+        self.outcome_inputs += aggregates.new_inputs(batch, set(call_ids), set(decision_ids), set(event_ids),
+                                                     set(timer_event_ids))
         return Stored(frozenset(decision_ids), frozenset(timer_event_ids), frozenset(dead_ids))
 
     async def _write_timers(self, rows: Sequence[TimerRow]) -> None:
@@ -196,7 +205,7 @@ _INSERT_CALLS = _json_insert(
     "call_id text, event_id text, occurred_at timestamptz, center_id text, nature_code text, mpds_code text,"
     " concerns text[], safety_flags text[], person_in_crisis_is_caller boolean, juvenile boolean, district text,"
     " caller_phone text, person_ref text",
-    "ON CONFLICT DO NOTHING",
+    "ON CONFLICT DO NOTHING", "RETURNING call_id",
 )
 _INSERT_DECISIONS = _json_insert(
     "triage_decisions",
@@ -208,12 +217,12 @@ _INSERT_DECISIONS = _json_insert(
 )
 # The fields of lifecycle events beyond the common four, each a column of call_events.
 _LIFECYCLE_DETAILS = ("unit_id", "unit_type", "disposition", "attempt_result", "attempted_by", "channel", "linkage",
-                      "completed_by")
+                      "completed_by", "unserved_reason")
 _INSERT_CALL_EVENTS = _json_insert(
     "call_events",
     "event_id text, call_id text, type text, occurred_at timestamptz, "
     + ", ".join(f"{name} text" for name in _LIFECYCLE_DETAILS),
-    "ON CONFLICT DO NOTHING",
+    "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
 _TIMER_RECORD = ("kind text, call_id text, seq integer, partition integer, state json,"
                  " next_deadline_at timestamptz, failed_reason text")
@@ -242,17 +251,23 @@ _INSERT_DEAD_LETTERS = _json_insert(
 class PostgresStore:
     """A pool of connections, each prepared with its staging tables."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, zone: ZoneInfo | None = None) -> None:
         self.pool = pool
+        # The time zone outcome aggregates bucket days and hours in: the policy's (the default one when not given).
+        self.zone = zone or load_policy().zone
 
     @classmethod
-    async def connect(cls, database_url: str, max_size: int = 4) -> PostgresStore:
-        return cls(await asyncpg.create_pool(database_url, min_size=1, max_size=max_size))
+    async def connect(cls, database_url: str, max_size: int = 4, zone: ZoneInfo | None = None) -> PostgresStore:
+        return cls(await asyncpg.create_pool(database_url, min_size=1, max_size=max_size), zone)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
         async with self.pool.acquire() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+            tx = PostgresTransaction(conn, self.zone)
+            yield tx
+            # Outcome aggregates last, just before the commit (after publishing): every worker updates
+            # today's rows, so they are locked only for that moment, after all of the batch's own rows.
+            await aggregates.record(conn, tx.outcome_inputs, self.zone)
 
     async def ping(self) -> None:
         """Raise unless Postgres answers (readiness)."""

@@ -38,6 +38,11 @@ class Settings:
     log_format: Literal["json", "text"] = "json"
     # CloudEvents `source` of every record we produce (a URI reference naming this deployment).
     event_source: str = "/crisis-pipeline"
+    # Outcomes: a day's feed record goes out this long after the day ended (event time, or wall clock live).
+    outcomes_lateness_seconds: float = 7200.0
+    outcomes_feed_interval_seconds: float = 30.0
+    suppression_threshold: int = 10  # counts from 1 to this are never shown in reports or on the feed
+    report_metrics_file: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -71,8 +76,16 @@ class Settings:
             log_level=_env("CRISIS_LOG_LEVEL", cls.log_level),
             log_format=log_format,  # type: ignore[arg-type]
             event_source=_env("CRISIS_EVENT_SOURCE", cls.event_source),
+            outcomes_lateness_seconds=float(
+                _env("CRISIS_OUTCOMES_LATENESS_SECONDS", str(cls.outcomes_lateness_seconds))),
+            outcomes_feed_interval_seconds=float(
+                _env("CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS", str(cls.outcomes_feed_interval_seconds))),
+            suppression_threshold=int(_env("CRISIS_SUPPRESSION_THRESHOLD", str(cls.suppression_threshold))),
+            report_metrics_file=os.environ.get("CRISIS_REPORT_METRICS_FILE") or None,
         )
         settings.earliest_event_time  # noqa: B018 - refuse a bad value now, not at the first event
+        if settings.suppression_threshold < 0:
+            raise ValueError("CRISIS_SUPPRESSION_THRESHOLD must be 0 or more")
         return settings
 
     def as_env(self) -> dict[str, str]:
@@ -96,6 +109,9 @@ class Settings:
             "CRISIS_LOG_LEVEL": self.log_level,
             "CRISIS_LOG_FORMAT": self.log_format,
             "CRISIS_EVENT_SOURCE": self.event_source,
+            "CRISIS_OUTCOMES_LATENESS_SECONDS": str(self.outcomes_lateness_seconds),
+            "CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS": str(self.outcomes_feed_interval_seconds),
+            "CRISIS_SUPPRESSION_THRESHOLD": str(self.suppression_threshold),
             **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
         }
 

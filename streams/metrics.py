@@ -28,6 +28,10 @@ UNMATCHED_REASONS = tuple(note for kind in TIMER_KINDS for note in kind.notes)
 LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 ARRIVAL_BUCKETS_SECONDS = (60, 120, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
 FOLLOWUP_BUCKETS_SECONDS = tuple(hours * 3600 for hours in (1, 4, 8, 24, 48, 72, 120, 168, 336, 720))
+FEED_LAG_BUCKETS_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+REPORT_BUCKETS_SECONDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+FEED_REVISIONS = ("first", "revised")
+REPORT_FORMATS = ("md", "csv", "json", "html")
 
 
 class PipelineMetrics:
@@ -137,6 +141,27 @@ class PipelineMetrics:
             ["reason"],
             registry=r,
         )
+        self.outcome_feed_records = Counter(
+            "crisis_outcome_feed_records",
+            "Daily outcome records published on crisis.outcomes.v1: a day's first record, or a revision of it.",
+            ["revision"],
+            registry=r,
+        )
+        self.outcome_feed_lag = Histogram(
+            "crisis_outcome_feed_lag_seconds",
+            "Seconds from the moment a day could first be fed (its end plus CRISIS_OUTCOMES_LATENESS_SECONDS) to its "
+            "first record published; live mode only.",
+            buckets=FEED_LAG_BUCKETS_SECONDS,
+            registry=r,
+        )
+        self.outcome_feed_pending = Gauge(
+            "crisis_outcome_feed_pending", "Outcome records stored but not yet published (the feed's outbox).",
+            registry=r,
+        )
+        self.outcome_feed_errors = Counter(
+            "crisis_outcome_feed_errors", "Rounds of the outcomes feed that failed (retried at the next tick).",
+            registry=r,
+        )
         # Histograms a timer kind observes through its steps, by name.
         self.observations = {FIRST_ATTEMPT_SECONDS: self.followup_first_attempt}
         self.unmapped_nature_codes = Counter(
@@ -185,6 +210,40 @@ class PipelineMetrics:
         for reason in UNMATCHED_REASONS:
             self.unmatched_events.labels(reason)
         self.unmapped_nature_codes.labels(OTHER_CENTERS_LABEL)
+        for revision in FEED_REVISIONS:
+            self.outcome_feed_records.labels(revision)
+
+
+class ReportMetrics:
+    """Metrics of one ``crisis report`` run: a batch job, so written for node_exporter's textfile collector
+    (``CRISIS_REPORT_METRICS_FILE``) rather than served."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.runs = Counter("crisis_report_runs", "Outcome reports rendered, by format.", ["format"], registry=r)
+        self.duration = Histogram(
+            "crisis_report_duration_seconds", "Seconds to read, suppress and render one outcome report, by format.",
+            ["format"], buckets=REPORT_BUCKETS_SECONDS, registry=r,
+        )
+        self.suppressed = Gauge(
+            "crisis_report_suppressed_cells", "Count cells suppressed in the last report, by format.", ["format"],
+            registry=r,
+        )
+        self.last_run = Gauge(
+            "crisis_report_last_run_timestamp_seconds", "When the last outcome report finished (Unix time).",
+            registry=r,
+        )
+        for report_format in REPORT_FORMATS:
+            self.runs.labels(report_format)
+            self.duration.labels(report_format)
+            self.suppressed.labels(report_format)
+
+    def observe(self, report_format: str, seconds: float, suppressed: int) -> None:
+        self.runs.labels(report_format).inc()
+        self.duration.labels(report_format).observe(seconds)
+        self.suppressed.labels(report_format).set(suppressed)
+        self.last_run.set_to_current_time()
 
 
 INGEST_ENDPOINTS = ("/v1/events", "/v1/eido")

@@ -1,4 +1,4 @@
-"""The topics we read and write. Every topic is keyed by ``call_id``."""
+"""The topics we read and write. Every topic is keyed by ``call_id``, except the outcomes feed (``center_id``)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from schemas.deadletter import DeadLetter
 from schemas.followups import FollowupEvent
+from schemas.outcomes import OutcomesDaily
 from schemas.sla import SlaEvent
 from schemas.triage import TriageDecision
 from streams.config import Settings
@@ -22,8 +23,9 @@ TRIAGE = "crisis.triage.v1"  # partner topic: triage decisions and overrides
 SLA = "crisis.sla.v1"  # partner topic: co-responder arrival warnings, breaches, arrivals
 FOLLOWUPS = "crisis.followups.v1"  # partner topic: follow-ups due, overdue, completed, dropped out, expired
 DEADLETTER = "crisis.deadletter.v1"  # internal: rejected input with reason and original bytes
+OUTCOMES = "crisis.outcomes.v1"  # partner topic: each center's daily outcome counts, suppressed, keyed by center_id
 
-ALL_TOPICS = (CALLS, TRIAGE, SLA, FOLLOWUPS, DEADLETTER)
+ALL_TOPICS = (CALLS, TRIAGE, SLA, FOLLOWUPS, DEADLETTER, OUTCOMES)
 
 # Where each event we emit is published: one line per event model.
 EMITTED_TOPICS: dict[type[BaseModel], str] = {
@@ -31,6 +33,7 @@ EMITTED_TOPICS: dict[type[BaseModel], str] = {
     SlaEvent: SLA,
     FollowupEvent: FOLLOWUPS,
     DeadLetter: DEADLETTER,
+    OutcomesDaily: OUTCOMES,
 }
 
 

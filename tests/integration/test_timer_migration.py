@@ -57,7 +57,7 @@ async def test_running_warned_and_fired_timers_survive_the_migration(database_ur
     finally:
         await conn.close()
 
-    assert await migrate(db) == ["003_timers_for_every_kind.sql"]
+    assert (await migrate(db))[0] == "003_timers_for_every_kind.sql"
 
     store = await PostgresStore.connect(db)
     publisher = ListPublisher()

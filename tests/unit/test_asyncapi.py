@@ -23,7 +23,7 @@ from streams import topics
 COMMITTED = REPO_ROOT / "docs" / "asyncapi.json"
 OFFICIAL_SCHEMA = Path(__file__).resolve().parent.parent / "fixtures" / "asyncapi-3.0.0-schema.json"
 REGENERATE = "docs/asyncapi.json is out of date: run `crisis asyncapi --out docs/asyncapi.json` and commit it"
-PARTNER_TOPICS = (topics.TRIAGE, topics.SLA, topics.FOLLOWUPS)
+PARTNER_TOPICS = (topics.TRIAGE, topics.SLA, topics.FOLLOWUPS, topics.OUTCOMES)
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_basics(document):
     assert sorted(c["address"] for c in document["channels"].values()) == sorted(topics.ALL_TOPICS)
     actions = {resolve(document, op["channel"])["address"]: op["action"] for op in document["operations"].values()}
     assert actions == {topics.CALLS: "receive", topics.TRIAGE: "send", topics.SLA: "send",
-                       topics.FOLLOWUPS: "send", topics.DEADLETTER: "send"}
+                       topics.FOLLOWUPS: "send", topics.DEADLETTER: "send", topics.OUTCOMES: "send"}
     for message in document["components"]["messages"].values():
         assert message["bindings"]["kafka"]["key"]["type"] in ("string", ["string", "null"])
     for channel in document["channels"].values():

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.metrics import IngestMetrics, PipelineMetrics
+from streams.metrics import IngestMetrics, PipelineMetrics, ReportMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -113,11 +113,17 @@ def test_dockerfile_installs_every_package_and_runs_unprivileged() -> None:
     assert 'CMD ["crisis", "worker"]' in text
 
 
+def metric_families() -> list:  # type: ignore[type-arg]
+    """The worker's metrics, the ingest service's, and the report job's (written for node_exporter's textfile
+    collector)."""
+    return [*PipelineMetrics(CollectorRegistry()).registry.collect(),
+            *IngestMetrics(CollectorRegistry()).registry.collect(), *ReportMetrics().registry.collect()]
+
+
 def exposed_metric_names() -> set[str]:
-    """Every name under which the worker's and the ingest service's metrics can be queried: family names,
-    with their type's suffixes."""
-    families = [*PipelineMetrics(CollectorRegistry()).registry.collect(),
-                *IngestMetrics(CollectorRegistry()).registry.collect()]
+    """Every name under which our metrics can be queried (the worker's, the ingest service's, the report
+    job's): family names, with their type's suffixes."""
+    families = metric_families()
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
     return {family.name + suffix for family in families for suffix in (*suffixes[family.type], "")}
 

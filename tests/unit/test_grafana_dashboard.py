@@ -11,10 +11,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from prometheus_client import CollectorRegistry
-
-from streams.metrics import PipelineMetrics
-from tests.unit.test_deploy_files import COMPOSE, ROOT, _promtool, _service_block, exposed_metric_names
+from tests.unit.test_deploy_files import COMPOSE, ROOT, _promtool, _service_block, exposed_metric_names, metric_families
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "crisis-pipeline.json"
@@ -101,7 +98,7 @@ def test_every_panel_is_titled_described_and_queries_the_provisioned_prometheus(
 def test_dashboard_uses_only_metrics_the_worker_exposes() -> None:
     used = {name for expr in _exprs(_dashboard()) for name in re.findall(r"\bcrisis_[a-z_]+", expr)}
     assert used, "no crisis_* metric in the dashboard"
-    families = {family.name for family in PipelineMetrics(CollectorRegistry()).registry.collect()}
+    families = {family.name for family in metric_families()}
     undefined = {_strip_suffix(name) for name in used} - families
     assert not undefined, f"the dashboard uses metrics PipelineMetrics does not define: {sorted(undefined)}"
     wrong_suffix = used - exposed_metric_names()
@@ -110,7 +107,7 @@ def test_dashboard_uses_only_metrics_the_worker_exposes() -> None:
 
 def test_dashboard_shows_every_metric_the_worker_exposes() -> None:
     used = {_strip_suffix(name) for expr in _exprs(_dashboard()) for name in re.findall(r"\bcrisis_[a-z_]+", expr)}
-    families = {family.name for family in PipelineMetrics(CollectorRegistry()).registry.collect()}
+    families = {family.name for family in metric_families()}
     assert families <= used, f"metrics with no panel: {sorted(families - used)}"
 
 
