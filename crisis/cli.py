@@ -178,9 +178,12 @@ def simulate(
     calls: Annotated[int, typer.Option(help="Number of calls to generate.")] = 1000,
     seed: Annotated[int, typer.Option(help="Same seed, same stream.")] = 7,
     out: Annotated[Path | None, typer.Option(help="Write JSON lines here instead of publishing.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Events per second when publishing (real-time pace).")] = None,
+    rate: Annotated[float | None, typer.Option(help="Events per second when publishing. With --live: the city's day "
+                                                    "compressed to this average rate, events stamped with the wall "
+                                                    "clock.")] = None,
     as_fast_as_possible: Annotated[bool, typer.Option("--as-fast-as-possible")] = False,
-    live: Annotated[bool, typer.Option(help="Start the stream now and send each event at its occurred_at.")] = False,
+    live: Annotated[bool, typer.Option(help="Start the stream now, stamp each event with the wall clock and send it "
+                                            "when its time comes (real time, or compressed by --rate).")] = False,
     malformed: Annotated[int, typer.Option(help="Also send this many malformed records.")] = 0,
 ) -> None:
     """Generate a synthetic city's call events; publish them to $KAFKA_BOOTSTRAP or write a file."""
@@ -192,7 +195,8 @@ def simulate(
 
     events = City(load_policy(), seed=seed).events(calls)
     if live:
-        events = retime(events)
+        events = retime(events, speedup=live_speedup(events, rate))
+        rate = None  # the speed-up paces the stream now: each event goes out at its (wall-clock) time
     events += list(malformed_events(malformed, seed))
     if out:
         with out.open("wb") as handle:
@@ -205,6 +209,19 @@ def simulate(
     result = _publish_with_progress(settings, events, pace, at_event_time=live and not as_fast_as_possible)
     typer.echo(json.dumps({"events_published": result.events, "elapsed_seconds": round(result.elapsed_seconds, 2),
                            "topic": settings.topic(topics.CALLS)}))
+
+
+def live_speedup(events: list, rate: float | None) -> float:  # type: ignore[type-arg]
+    """How much to compress the simulated city's time so its events average ``rate`` per second (1: real time).
+
+    The city keeps its rhythm (busy afternoons, quiet nights), only faster; each event is stamped with
+    the wall-clock moment it is sent, so a live worker sees events from now, never from the future.
+    """
+    if rate is None or len(events) < 2:
+        return 1.0
+    span = (events[-1].occurred_at - events[0].occurred_at).total_seconds()
+    natural_rate = len(events) / span if span > 0 else rate
+    return max(1.0, rate / natural_rate)
 
 
 def _publish_with_progress(settings: object, events: list, pace: float | None,  # type: ignore[no-untyped-def]

@@ -38,3 +38,20 @@ def test_malformed_records_cover_the_failure_kinds():
     values = [e.value for e in malformed_events(7)]
     assert b"{not json" in values and b"" in values
     assert any(b"call.teleported" in v for v in values)
+
+
+def test_live_at_a_rate_compresses_the_day_and_stamps_the_wall_clock():
+    """`crisis simulate --live --rate R` once paced publishing but kept simulated times, hours ahead of the clock."""
+    from datetime import UTC, datetime
+
+    from crisis.cli import live_speedup
+    from crisis.publish import retime
+
+    events = City(POLICY, seed=5).events(300)
+    speedup = live_speedup(events, 50.0)
+    start = datetime.now(UTC)
+    live = retime(events, start, speedup)
+    span = (live[-1].occurred_at - live[0].occurred_at).total_seconds()
+    assert abs(len(live) / span - 50.0) < 1.0, "the average rate is the one asked for"
+    assert live[0].occurred_at == start and json.loads(live[0].value)["occurred_at"] == start.isoformat()
+    assert live_speedup(events, None) == 1.0
