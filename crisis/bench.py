@@ -109,6 +109,7 @@ class BenchOptions:
     timer_seconds: float = 20.0
     seed: int = 11
     replay_events: int = 0  # 0: skip the replay step
+    workers: int = 1  # above 1: also measure the pipeline with 1..N workers in one group
 
 
 def _say(message: str) -> None:
@@ -324,6 +325,57 @@ def _step_pipeline(settings: Settings, worker: WorkerProcess, call_prefix: str, 
         "pipeline_batches": stats["batches"],
         "pipeline_seconds_from_worker_start": total,
     }
+
+
+# -- 3b. scale-out: the same load on 1..N workers in one consumer group --------------------------------
+
+
+def _partitions_reported(ports: list[str], partitions: int) -> bool:
+    """Whether every partition is owned by one of these workers, each worker owning some (the group settled)."""
+    import urllib.request
+
+    owned: list[set[str]] = []
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                body = response.read().decode()
+        except OSError:
+            return False
+        owned.append({line.split('"')[1] for line in body.splitlines()
+                      if line.startswith("crisis_consumer_lag_events{")})
+    return all(owned) and len(set().union(*owned)) == partitions
+
+
+def _step_scale_out(stack: contextlib.ExitStack, settings: Settings, policy: Policy, options: BenchOptions,
+                    run: str) -> dict[str, Any]:
+    """Events per second with 1, 2, ... N workers sharing the partitions: workers first (the group settled),
+    then the calls, timed like step 3 (first to last decision stored)."""
+    summary: dict[str, Any] = {}
+    for count in range(1, options.workers + 1):
+        scaled = dataclasses.replace(settings, topic_prefix=f"bench-{run}-w{count}.",
+                                     app_id=f"crisis-bench-{run}-w{count}")
+        asyncio.run(ensure_topics(scaled))
+        workers = [WorkerProcess({**scaled.as_env(), "CRISIS_METRICS_PORT": str(free_port())},
+                                 name=f"bench-scale-{count}").start() for _ in range(count)]
+        for worker in workers:
+            stack.callback(worker.stop)
+        ports = [worker.env["CRISIS_METRICS_PORT"] for worker in workers]
+        deadline = time.monotonic() + 120
+        while not _partitions_reported(ports, PARTITIONS):
+            if time.monotonic() > deadline or not all(worker.alive() for worker in workers):
+                raise ServiceError(f"{count} workers did not share the partitions:\n{workers[0].log_tail()}")
+            time.sleep(0.5)
+        city = City(policy, seed=options.seed + 10 + count, run_tag=f"{run}w{count}")
+        received = [e for e in city.events(options.calls) if e.type == "call.received"]
+        asyncio.run(publish_events(scaled.kafka_bootstrap, scaled.topic(topics.CALLS), received))
+        asyncio.run(_wait_for_decisions(scaled.database_url, city.call_prefix, scaled.topic(topics.DEADLETTER),
+                                        len(received), workers[0], 120 + len(received) / 200))
+        stats = asyncio.run(decision_stats(scaled.database_url, city.call_prefix))
+        span = (stats["last"] - stats["first"]).total_seconds()
+        summary[f"pipeline_events_per_second_workers_{count}"] = _rate(stats["n"] - stats["last_batch"], span)
+        for worker in workers:
+            worker.stop()
+    return summary
 
 
 # -- 4. latency at a fixed offered rate -----------------------------------------------------------
@@ -634,6 +686,9 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
 
         say(f"6/6 sink alone: calls and decisions in batches of {SINK_BATCH}")
         summary.update(_step_sink(settings, policy, options, run))
+        if options.workers > 1:
+            say(f"scale-out: {options.calls:,} calls on 1 to {options.workers} workers in one consumer group")
+            summary.update(_step_scale_out(stack, settings, policy, options, run))
         if options.replay_events:
             say(f"7 replay: {options.replay_events:,} recorded events of every type through a fresh worker")
             summary.update(_step_replay(stack, settings, policy, options, run))

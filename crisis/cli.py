@@ -439,6 +439,8 @@ def bench(
     timer_seconds: Annotated[float, typer.Option(min=0.5, help="Seconds over which the timers fall due.")] = 20.0,
     replay_events: Annotated[int, typer.Option(min=0, help="Also replay a recorded file of this many events "
                                                            "(every type) through a fresh worker; 0 skips it.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Also measure the pipeline with 1..N workers sharing the "
+                                                     "partitions (events/s for each).")] = 1,
 ) -> None:
     """Measure the pipeline against raw aiokafka and a do-nothing Faust agent, plus latency, timer lag,
     sink speed and worker memory, in one run on one broker and one fresh database.
@@ -453,7 +455,7 @@ def bench(
         summary = run_bench(BenchOptions(calls=calls, kafka=kafka.value, latency_seconds=latency_seconds,
                                          latency_rate=latency_rate, timers=timers, followups=followups,
                                          timer_seconds=timer_seconds,
-                                         replay_events=replay_events))
+                                         replay_events=replay_events, workers=workers))
     except (ServiceError, OSError) as exc:  # everything it started is stopped by now
         _fail(f"bench failed: {exc}")
     if as_json:
