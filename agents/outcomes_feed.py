@@ -20,6 +20,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -32,6 +33,7 @@ from domain.triage import deterministic_id
 from schemas.outcomes import OutcomesDaily
 from sinks import outcome_feed as feed
 from streams import topics
+from streams.cloudevents import cloudevent_headers
 from streams.config import Settings
 from streams.metrics import PipelineMetrics
 from streams.publisher import OutboundMessage, Publisher
@@ -123,14 +125,21 @@ class OutcomesFeed:
             await feed.mark_fed(conn, closed)
         return len(records)
 
+    def _message(self, row: Any) -> OutboundMessage:
+        """A stored record as published: keyed by center, a CloudEvent like every record we produce."""
+        payload = row["payload"]
+        record = orjson.loads(payload)
+        headers = cloudevent_headers(record["event_id"], record["type"], self.settings.event_source,
+                                     datetime.fromisoformat(record["computed_at"]), record["center_id"])
+        return OutboundMessage(self.topic, row["center_id"].encode(), payload.encode(), headers=headers)
+
     async def publish(self) -> int:
         """Send stored records not yet published, then mark them; returns how many."""
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await feed.unpublished(conn, RECORDS_PER_ROUND)
             if not rows:
                 return 0
-            await self.publisher.publish([
-                OutboundMessage(self.topic, row["center_id"].encode(), row["payload"].encode()) for row in rows])
+            await self.publisher.publish([self._message(row) for row in rows])
             await feed.mark_published(conn, [row["event_id"] for row in rows])
         wall = self.clock()
         for row in rows:

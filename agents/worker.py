@@ -40,21 +40,22 @@ async def pipeline() -> CallPipeline:
     global _pipeline, _publisher, _store
     async with _pipeline_lock:
         if _pipeline is None:
-            _store = await _connect_with_retry()
+            policy = _policy or load_policy(settings.policy_path)
+            _store = await _connect_with_retry(policy)
             _publisher = KafkaPublisher(settings.kafka_bootstrap)
             await _publisher.start()
-            policy = _policy or load_policy(settings.policy_path)
             _pipeline = CallPipeline(settings, policy, _store, _publisher, metrics)
             log.info("pipeline ready: triage policy %s %s, timers by the %s clock", policy.name, policy.version,
                      settings.timer_clock)
         return _pipeline
 
 
-async def _connect_with_retry() -> PostgresStore:
+async def _connect_with_retry(policy: Policy) -> PostgresStore:
     delay = 0.5
     while True:
         try:
-            return await PostgresStore.connect(settings.database_url)
+            # Outcome aggregates bucket days and hours in the policy's time zone.
+            return await PostgresStore.connect(settings.database_url, zone=policy.zone)
         except (OSError, asyncpg.PostgresError) as exc:
             log.error("cannot reach Postgres (%s); retrying in %.0f s", exc, delay)
             await asyncio.sleep(delay)

@@ -139,7 +139,7 @@ def asyncapi_document() -> dict[str, Any]:
         OutcomesDaily, "outcomes.daily",
         "One center's outcome counts for one closed local day (revision 1), or a revision of them.",
         {"type": "string", "description": "The center_id: a center's days stay in order on one partition."},
-        _headers())
+        _headers())  # ce_subject is the center_id, ce_time the moment the record was computed
     messages["DeadLetter"] = _message(
         DeadLetter, "deadletter",
         "An inbound record we could not accept, with the reason and the original bytes.",
