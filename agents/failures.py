@@ -75,10 +75,8 @@ def describe(exc: BaseException, limit: int = 2000) -> str:
     return f"{type(exc).__name__}: {text}"[:limit].replace("\x00", "\ufffd")
 
 
-async def retry_transient(
-    stage: str, work: Callable[[], Awaitable[T]], on_retry: Callable[[str], None] = lambda stage: None
-) -> T:
-    """Run ``work`` until it succeeds, retrying transient failures with backoff; raise anything else."""
+async def _retry(stage: str, work: Callable[[], Awaitable[T]], on_retry: Callable[[str], None],
+                 retriable: Callable[[BaseException], bool], level: int, consequence: str) -> T:
     attempt = 0
     while True:
         try:
@@ -86,13 +84,21 @@ async def retry_transient(
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if not is_transient(exc):
+            if not retriable(exc):
                 raise
             delay = RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
             attempt += 1
             on_retry(stage)
-            log.warning("%s failed (attempt %d, %s); retrying in %.1f s", stage, attempt, describe(exc, 300), delay)
+            log.log(level, "%s failed (attempt %d, %s); retrying in %.1f s%s", stage, attempt, describe(exc, 300),
+                    delay, consequence)
             await asyncio.sleep(delay)
+
+
+async def retry_transient(
+    stage: str, work: Callable[[], Awaitable[T]], on_retry: Callable[[str], None] = lambda stage: None
+) -> T:
+    """Run ``work`` until it succeeds, retrying transient failures with backoff; raise anything else."""
+    return await _retry(stage, work, on_retry, is_transient, logging.WARNING, "")
 
 
 async def retry_always(
@@ -101,19 +107,7 @@ async def retry_always(
     """Run ``work`` until it succeeds, whatever fails: for work that no record can make fail (storing a
     dead letter, which is bounded and built by us), so a failure is the pipeline's own and skipping
     would lose data. Each failure is logged as critical and counted: the retries alert."""
-    attempt = 0
-    while True:
-        try:
-            return await work()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            delay = RETRY_DELAYS_SECONDS[min(attempt, len(RETRY_DELAYS_SECONDS) - 1)]
-            attempt += 1
-            on_retry(stage)
-            log.critical("%s failed (attempt %d, %s); retrying in %.1f s: the partition waits", stage, attempt,
-                         describe(exc, 300), delay)
-            await asyncio.sleep(delay)
+    return await _retry(stage, work, on_retry, lambda exc: True, logging.CRITICAL, ": the partition waits")
 
 
 async def isolate(

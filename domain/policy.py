@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from domain.nature_codes import NatureCodeSettings
 from schemas.calls import Concern, Disposition
@@ -31,6 +31,18 @@ SafetyFlag = Literal[
     "caller_requests_police",
 ]
 SAFETY_FLAGS: tuple[str, ...] = SafetyFlag.__args__  # type: ignore[attr-defined]
+
+
+def _known_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'America/Chicago')") from exc
+    return name
+
+
+# An IANA time zone name, checked on load (policies and CAD export mappings read times in one).
+TimeZoneName = Annotated[str, AfterValidator(_known_timezone)]
 
 
 class PolicyError(ValueError):
@@ -164,7 +176,7 @@ class Policy(BaseModel):
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
     version: Annotated[str, Field(min_length=1, max_length=64)]
-    timezone: str
+    timezone: TimeZoneName
     behavioral_health_concerns: frozenset[Concern]
     emergency_flags: frozenset[SafetyFlag]
     second_response_on_emergency: bool = True
@@ -177,15 +189,6 @@ class Policy(BaseModel):
     followup: FollowupSettings = FollowupSettings()
     # What each center's nature codes, MPDS determinants and APCO incident types mean (domain/nature_codes.py).
     nature_codes: NatureCodeSettings = Field(default_factory=NatureCodeSettings)
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_timezone(cls, name: str) -> str:
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'America/Chicago')") from exc
-        return name
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
