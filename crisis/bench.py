@@ -95,7 +95,10 @@ REQUIRED_KEYS = (
 PARTITIONS = 4
 SINK_BATCH = 1000
 TIMER_TICK_SECONDS = 0.2
-TIMER_LEAD_SECONDS = 2.0  # the first deadline comes this long after the timers were inserted
+# The first deadline comes this long after the timers start to be written, plus the time writing them
+# takes (through the store, as the pipeline writes them: about 12,000 rows a second here).
+TIMER_LEAD_SECONDS = 2.0
+TIMER_WRITE_SECONDS_PER_ROW = 1 / 8000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -523,12 +526,13 @@ def _step_timers(stack: contextlib.ExitStack, admin_url: str, settings: Settings
     # and the ticker fires every running timer it finds.
     database_url = _fresh_database(stack, admin_url, f"crisis_bench_{run}_timers")
     prefix = f"bench-timer-{run}-"
-    start = datetime.now(UTC) + timedelta(seconds=TIMER_LEAD_SECONDS)
+    lead = TIMER_LEAD_SECONDS + (options.timers + options.followups) * TIMER_WRITE_SECONDS_PER_ROW
+    start = datetime.now(UTC) + timedelta(seconds=lead)
     rows = _pending_timers(policy, prefix, options.timers, options.followups, start, options.timer_seconds)
     asyncio.run(_insert_timers(database_url, rows, start))
     expected = 2 * options.timers + options.followups  # warning + breach; one overdue attempt
     fired = asyncio.run(_fire_timers(dataclasses.replace(settings, database_url=database_url), policy, expected,
-                                     TIMER_LEAD_SECONDS + options.timer_seconds + 120))
+                                     lead + options.timer_seconds + 120))
     stats = asyncio.run(timer_lag_quantiles(database_url, prefix))
     p50, p99 = stats["q"]
     return {"timers": options.timers, "followups_pending": options.followups, "timer_events_fired": fired,
