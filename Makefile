@@ -18,14 +18,23 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/crisis demo
 
-## Java and Maven run the real Apache Kafka broker the integration tests use; promtool tests the alert rules;
-## headless Chromium renders the HTML outcomes report for its screenshot test.
+## Java and Maven run the real Apache Kafka broker the integration tests use; the prometheus package brings
+## promtool (tests the alert rules) and the Prometheus server a test scrapes a worker with; Node and npm run the
+## official AsyncAPI parser on docs/asyncapi.json; headless Chromium renders the HTML outcomes report for its
+## screenshot test. Only missing packages are installed: a Node.js from another source (NodeSource's bundles
+## npm) conflicts with Debian's npm package.
 deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
-	  && command -v chromium >/dev/null || { \
-	  echo "installing Java 17, Maven, promtool and Chromium (Debian packages)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    openjdk-17-jre-headless maven prometheus chromium >/dev/null; }
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || missing="$$missing prometheus"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 ## Lint and type-check, then the whole suite: unit tests, scenarios, then integration tests on Apache Kafka + PostgreSQL.
 test: $(STAMP) deps

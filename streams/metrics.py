@@ -29,9 +29,7 @@ LATENCY_BUCKETS_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 
 ARRIVAL_BUCKETS_SECONDS = (60, 120, 300, 450, 600, 900, 1200, 1800, 2700, 3600, 7200)
 FOLLOWUP_BUCKETS_SECONDS = tuple(hours * 3600 for hours in (1, 4, 8, 24, 48, 72, 120, 168, 336, 720))
 FEED_LAG_BUCKETS_SECONDS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
-REPORT_BUCKETS_SECONDS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 FEED_REVISIONS = ("first", "revised")
-REPORT_FORMATS = ("md", "csv", "json", "html")
 
 
 class PipelineMetrics:
@@ -216,15 +214,16 @@ class PipelineMetrics:
 
 class ReportMetrics:
     """Metrics of one ``crisis report`` run: a batch job, so written for node_exporter's textfile collector
-    (``CRISIS_REPORT_METRICS_FILE``) rather than served."""
+    (``CRISIS_REPORT_METRICS_FILE``) rather than served. Each run replaces the file, so only gauges: a
+    counter or a histogram would restart at every run, and Prometheus could not tell runs apart. Runs per
+    day are the changes of the last run's timestamp."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.runs = Counter("crisis_report_runs", "Outcome reports rendered, by format.", ["format"], registry=r)
-        self.duration = Histogram(
-            "crisis_report_duration_seconds", "Seconds to read, suppress and render one outcome report, by format.",
-            ["format"], buckets=REPORT_BUCKETS_SECONDS, registry=r,
+        self.duration = Gauge(
+            "crisis_report_last_duration_seconds",
+            "Seconds the last outcome report took to read, suppress and render, by format.", ["format"], registry=r,
         )
         self.suppressed = Gauge(
             "crisis_report_suppressed_cells", "Count cells suppressed in the last report, by format.", ["format"],
@@ -234,14 +233,9 @@ class ReportMetrics:
             "crisis_report_last_run_timestamp_seconds", "When the last outcome report finished (Unix time).",
             registry=r,
         )
-        for report_format in REPORT_FORMATS:
-            self.runs.labels(report_format)
-            self.duration.labels(report_format)
-            self.suppressed.labels(report_format)
 
     def observe(self, report_format: str, seconds: float, suppressed: int) -> None:
-        self.runs.labels(report_format).inc()
-        self.duration.labels(report_format).observe(seconds)
+        self.duration.labels(report_format).set(seconds)
         self.suppressed.labels(report_format).set(suppressed)
         self.last_run.set_to_current_time()
 

@@ -193,7 +193,7 @@ async def test_crisis_report_command_writes_the_file_and_records_who_ran_it(data
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert document["from"] == "2026-11-01" and document["columns"] == ["all"]
-    assert 'crisis_report_runs_total{format="json"} 1.0' in metrics.read_text()
+    assert 'crisis_report_last_duration_seconds{format="json"}' in metrics.read_text()
     [run] = await report_runs(database_url)
     assert (run["operator"], run["format"], run["by"], run["status"]) == ("program-manager", "json", "district", "ok")
     assert run["out_path"] == str(out) and run["finished_at"] >= run["started_at"]
