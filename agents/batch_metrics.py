@@ -23,20 +23,25 @@ from streams.metrics import PipelineMetrics
 log = logging.getLogger(__name__)
 
 
-def _count_sla(metrics: PipelineMetrics, event: SlaEvent) -> None:
-    metrics.sla_events.labels(event.type, event.response.value).inc()
+# A counter to add to: the metric and its label values. Counted per batch, then added once each (the wall-clock
+# path fires thousands of events a round: one label lookup per event is measurable).
+CounterKey = tuple[str, tuple[str, ...]]
+
+
+def _count_sla(metrics: PipelineMetrics, event: SlaEvent, counts: Counter[CounterKey]) -> None:
+    counts[("sla_events", (event.type, event.response.value))] += 1
     if event.arrival_seconds is not None:
         metrics.sla_arrival.labels(event.response.value).observe(event.arrival_seconds)
 
 
-def _count_followup(metrics: PipelineMetrics, event: FollowupEvent) -> None:
-    metrics.followup_events.labels(event.type).inc()
+def _count_followup(metrics: PipelineMetrics, event: FollowupEvent, counts: Counter[CounterKey]) -> None:
+    counts[("followup_events", (event.type,))] += 1
     if event.type == "followup.completed" and event.linkage is not None:
-        metrics.followups_completed.labels(event.linkage.value).inc()
+        counts[("followups_completed", (event.linkage.value,))] += 1
 
 
 # How each emitted timer event is counted: one line per event model.
-TIMER_EVENT_METRICS: dict[type, Callable[[PipelineMetrics, Any], None]] = {
+TIMER_EVENT_METRICS: dict[type, Callable[[PipelineMetrics, Any, Counter[CounterKey]], None]] = {
     SlaEvent: _count_sla,
     FollowupEvent: _count_followup,
 }
@@ -49,13 +54,19 @@ def record_timer_effects(metrics: PipelineMetrics, effects: Effects, stored: Sto
     ``wall`` is the wall clock in live mode (lag is measured from the moment a deadline could first
     fire: deadline plus the allowed lateness), ``None`` in event-time mode (no meaningful lag).
     """
+    counts: Counter[CounterKey] = Counter()
     for _, event in effects.events:
         if event.event_id in stored.timer_event_ids:
-            TIMER_EVENT_METRICS[type(event)](metrics, event)
+            TIMER_EVENT_METRICS[type(event)](metrics, event, counts)
+    for (name, labels), count in counts.items():
+        getattr(metrics, name).labels(*labels).inc(count)
     if wall is not None:
+        lag_of_kind: dict[str, Any] = {}
         for kind, event in effects.fired:
             if event.event_id in stored.timer_event_ids:
-                metrics.timer_lag.labels(kind).observe(max(0.0, (wall - event.occurred_at - lateness).total_seconds()))
+                if kind not in lag_of_kind:
+                    lag_of_kind[kind] = metrics.timer_lag.labels(kind)
+                lag_of_kind[kind].observe(max(0.0, (wall - event.occurred_at - lateness).total_seconds()))
     for reason, count in Counter(effects.notes).items():
         metrics.unmatched_events.labels(reason).inc(count)
     for name, seconds in effects.observations:

@@ -436,7 +436,7 @@ def bench(
     = 500.0,
     timers: Annotated[int, typer.Option(min=1, help="SLA timers for the timer-lag step.")] = 100_000,
     followups: Annotated[int, typer.Option(min=0, help="Open follow-ups for the timer-lag step.")] = 100_000,
-    timer_seconds: Annotated[float, typer.Option(min=0.5, help="Seconds over which the timers fall due.")] = 20.0,
+    timer_seconds: Annotated[float, typer.Option(min=0.5, help="Seconds over which the timers fall due.")] = 40.0,
     replay_events: Annotated[int, typer.Option(min=0, help="Also replay a recorded file of this many events "
                                                            "(every type) through a fresh worker; 0 skips it.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Also measure the pipeline with 1..N workers sharing the "

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import orjson
 
-from domain.outcomes import FACT_FIELDS, CallFacts, Key, OutcomeInput, apply_all, deltas
+from domain.outcomes import FACT_FIELDS, NO_OUTCOME_TYPES, CallFacts, Key, OutcomeInput, apply_all, deltas
 from sinks.base import BatchWrite
 
 if TYPE_CHECKING:
@@ -89,7 +89,8 @@ def new_inputs(batch: BatchWrite, new_calls: Collection[str], new_decisions: Col
         if d.event_id in new_decisions and (d.type == "triage.overridden" or d.call_id in new_calls)
     ]
     items += [e for e in batch.lifecycle if e.event_id in new_events]
-    items += [e.event for e in batch.timer_events if e.event.event_id in new_timer_events]
+    items += [e.event for e in batch.timer_events
+              if e.event.event_id in new_timer_events and e.event.type not in NO_OUTCOME_TYPES]
     return items
 
 

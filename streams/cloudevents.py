@@ -18,16 +18,16 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 
 
+_SPEC_VERSION_HEADER = ("ce_specversion", SPEC_VERSION.encode())
+_CONTENT_TYPE_HEADER = ("content-type", CONTENT_TYPE.encode())
+
+
 def cloudevent_headers(event_id: str, event_type: str, source: str, time: datetime, subject: str | None) -> Headers:
     """The binary-mode CloudEvents headers of one record."""
-    headers = [
-        ("ce_specversion", SPEC_VERSION.encode()),
-        ("ce_id", event_id.encode()),
-        ("ce_source", source.encode()),
-        ("ce_type", event_type.encode()),
-        ("ce_time", time.astimezone(UTC).isoformat().encode()),
-    ]
-    if subject is not None:
-        headers.append(("ce_subject", subject.encode()))
-    headers.append(("content-type", CONTENT_TYPE.encode()))
-    return tuple(headers)
+    if subject is None:
+        return (_SPEC_VERSION_HEADER, ("ce_id", event_id.encode()), ("ce_source", source.encode()),
+                ("ce_type", event_type.encode()), ("ce_time", time.astimezone(UTC).isoformat().encode()),
+                _CONTENT_TYPE_HEADER)
+    return (_SPEC_VERSION_HEADER, ("ce_id", event_id.encode()), ("ce_source", source.encode()),
+            ("ce_type", event_type.encode()), ("ce_time", time.astimezone(UTC).isoformat().encode()),
+            ("ce_subject", subject.encode()), _CONTENT_TYPE_HEADER)
