@@ -24,7 +24,7 @@ from typing import TypeVar
 import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, MessageSizeTooLargeError
 
-from sinks.base import StaleTimerRead
+from sinks.base import StaleRead
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure that retrying later can cure."""
-    if isinstance(exc, StaleTimerRead | OSError | TimeoutError | KafkaConnectionError | KafkaTimeoutError):
+    if isinstance(exc, StaleRead | OSError | TimeoutError | KafkaConnectionError | KafkaTimeoutError):
         return True
     if isinstance(exc, _TRANSIENT_POSTGRES):
         return True

@@ -26,7 +26,7 @@ import asyncpg
 import orjson
 
 from domain.outcomes import FACT_FIELDS, NO_OUTCOME_TYPES, CallFacts, Key, OutcomeInput, apply_all, deltas
-from sinks.base import BatchWrite
+from sinks.base import BatchWrite, StaleRead
 
 if TYPE_CHECKING:
     from sinks.connection import Connection
@@ -49,12 +49,17 @@ assert tuple(_COLUMN_TYPES) == FACT_FIELDS, "outcome_calls columns and CallFacts
 _FACT_COLUMNS = ", ".join(FACT_FIELDS)
 _FACT_RECORD = ", ".join(f"{name} {kind}" for name, kind in _COLUMN_TYPES.items())
 
-# Creates the missing rows and locks all of them in call-id order, in one statement: locking the
-# existing rows and inserting the missing ones separately could take two workers' locks in crossed order.
+# The existing rows, locked in call-id order (two workers briefly sharing a partition never deadlock).
+# Missing rows cannot be locked: new calls' facts are inserted with ON CONFLICT DO NOTHING, and a row
+# another worker created meanwhile makes the batch read again (StaleRead), as for timers. One write per
+# new call, where creating empty rows to lock them cost two.
 _LOCK_FACTS = (
-    "INSERT INTO outcome_calls (call_id) SELECT call_id FROM unnest($1::text[]) AS ids(call_id) ORDER BY call_id"
-    " ON CONFLICT (call_id) DO UPDATE SET call_id = EXCLUDED.call_id"
-    f" RETURNING {_FACT_COLUMNS}"
+    f"SELECT {_FACT_COLUMNS} FROM outcome_calls WHERE call_id = ANY($1::text[]) ORDER BY call_id FOR UPDATE"
+)
+_INSERT_FACTS = (
+    f"INSERT INTO outcome_calls ({_FACT_COLUMNS}) SELECT {_FACT_COLUMNS}"
+    f" FROM json_to_recordset($1::json) AS rows({_FACT_RECORD}) ORDER BY call_id"
+    " ON CONFLICT (call_id) DO NOTHING RETURNING call_id"
 )
 _UPDATE_FACTS = (
     "UPDATE outcome_calls SET "
@@ -116,7 +121,13 @@ async def record(conn: Connection, items: Iterable[OutcomeInput], zone: ZoneInfo
     call_ids = sorted({item.call_id for item in items})
     before = {row["call_id"]: _facts_from_row(row) for row in await conn.fetch(_LOCK_FACTS, call_ids)}
     after = apply_all(before, items)
-    changed = [facts for call_id, facts in after.items() if facts != before.get(call_id)]
+    new = [facts for call_id, facts in after.items() if call_id not in before]
+    changed = [facts for call_id, facts in after.items() if call_id in before and facts != before[call_id]]
+    if new:
+        inserted = await conn.fetch(_INSERT_FACTS, orjson.dumps([_fact_row(f) for f in new]).decode())
+        if len(inserted) != len(new):
+            raise StaleRead(f"{len(new) - len(inserted)} call(s)' outcome facts were created meanwhile by another "
+                            "worker (a rebalance): the batch is read again")
     if changed:
         await conn.execute(_UPDATE_FACTS, orjson.dumps([_fact_row(f) for f in changed]).decode())
     change = deltas(before, after, zone)

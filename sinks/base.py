@@ -32,11 +32,13 @@ LifecycleEvent = UnitDispatched | UnitArrived | CallClosed | FollowupAttempted |
 TimerKey = tuple[str, str, int]  # (kind, call_id, seq)
 
 
-class StaleTimerRead(Exception):
-    """Another worker created a timer this batch read as absent (a rebalance): retry the batch.
+class StaleRead(Exception):
+    """Another worker created a row this batch read as absent (a rebalance): retry the batch.
 
     Rows that exist are locked for the batch; a row that does not exist cannot be, so a lagging
     worker's insert would otherwise overwrite the newer state another worker has just written.
+    Per-call state (timers, outcome facts) is inserted with ``ON CONFLICT DO NOTHING`` and this is
+    raised when a row was there after all: the batch is read again, now seeing it.
     """
 
 
@@ -113,7 +115,7 @@ class StoreTransaction(Protocol):
         ...
 
     async def write(self, batch: BatchWrite) -> Stored:
-        """Store the batch idempotently; raises ``StaleTimerRead`` when a new timer already exists."""
+        """Store the batch idempotently; raises ``StaleRead`` when a new timer already exists."""
         ...
 
 
@@ -203,7 +205,7 @@ class _InMemoryTransaction:
     async def write(self, batch: BatchWrite) -> Stored:
         for row in batch.timers:
             if not row.stored and row.key in self.store.timers:
-                raise StaleTimerRead(f"timer {row.key} was created by another transaction")
+                raise StaleRead(f"timer {row.key} was created by another transaction")
         # Applied at commit, like a real transaction; new ids are computed now.
         self.pending = batch
         stored = Stored(

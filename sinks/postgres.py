@@ -20,7 +20,7 @@ import orjson
 from domain.policy import SAFETY_FLAGS, load_policy
 from schemas.triage import Route, TriageDecision
 from sinks import aggregates
-from sinks.base import BatchWrite, StaleTimerRead, Stored, TimerRow
+from sinks.base import BatchWrite, StaleRead, Stored, TimerRow
 
 if TYPE_CHECKING:
     from sinks.connection import Connection
@@ -172,13 +172,13 @@ class PostgresTransaction:
 
     async def _write_timers(self, rows: Sequence[TimerRow]) -> None:
         """Update the rows this batch locked; insert the new ones, and refuse to overwrite a row
-        another worker created after this batch found none (``StaleTimerRead``: retry the batch)."""
+        another worker created after this batch found none (``StaleRead``: retry the batch)."""
         new = [_timer_fields(row) for row in rows if not row.stored]
         known = [_timer_fields(row) for row in rows if row.stored]
         if new:
             inserted = await self._insert(_INSERT_TIMERS, new, returning=True)
             if len(inserted) != len(new):
-                raise StaleTimerRead(f"{len(new) - len(inserted)} new timer(s) were created meanwhile by another "
+                raise StaleRead(f"{len(new) - len(inserted)} new timer(s) were created meanwhile by another "
                                      "worker (a rebalance): the batch is read again")
         if known:
             await self._insert(_UPDATE_TIMERS, known)

@@ -11,7 +11,7 @@ from domain.policy import load_policy
 from domain.timers.sla_arrival import SlaArrival, SlaTimer
 from schemas.deadletter import DeadLetter
 from schemas.sla import Response
-from sinks.base import BatchWrite, RejectedRecord, StaleTimerRead, TimerRow
+from sinks.base import BatchWrite, RejectedRecord, StaleRead, TimerRow
 from sinks.postgres import PostgresStore
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ async def test_timer_rows_round_trip_and_fire_by_partition(database_url):
 async def test_a_lagging_worker_never_overwrites_a_timer_another_worker_created(database_url):
     """Suspected in review: during a rebalance, worker A reads no timer for a call (a missing row cannot
     be locked), worker B creates it and records the team's arrival, then A inserts its fresh timer over
-    B's. Reproduced with two real transactions; the store now refuses A's write (StaleTimerRead, retried)."""
+    B's. Reproduced with two real transactions; the store now refuses A's write (StaleRead, retried)."""
     store = await PostgresStore.connect(database_url)
     fresh = SlaTimer("c1", Response.FIRST, T0, T0 + timedelta(minutes=15), T0 + timedelta(minutes=20), "d")
     arrived = fresh._replace(arrived_at=T0 + timedelta(minutes=5))
@@ -68,7 +68,7 @@ async def test_a_lagging_worker_never_overwrites_a_timer_another_worker_created(
 
     try:
         results = await asyncio.gather(worker_a(), worker_b(), return_exceptions=True)
-        assert isinstance(results[0], StaleTimerRead), results
+        assert isinstance(results[0], StaleRead), results
         async with store.transaction() as tx:
             [row] = await tx.lock_timers(["c1"])
         assert SLA.decode(row.state) == arrived, "the newer state survives"
