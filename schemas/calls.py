@@ -273,16 +273,25 @@ def decode_call_event(raw: bytes | str, window: TimeWindow | None = None) -> Cal
 _CONTROL_PATTERNS = frozenset({NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS})
 
 
-def describe_validation_error(exc: ValidationError, limit: int = 2000) -> str:
-    """Every field error as ``field: message``, joined; never echoes the input values (personal data)."""
-    parts = []
+def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
+    """Each field error as ``(field, message)``: fields named as in the document (the union's tag
+    left out), input values never included (they may be personal data or terminal escapes)."""
+    errors = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(event)"
+        loc = [str(part) for part in err["loc"]]
+        if loc and loc[0] in CALL_EVENT_TYPES:  # the union's tag, not a field
+            loc = loc[1:]
         message = err["msg"]
         if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _CONTROL_PATTERNS:
+            # pydantic's message quotes the pattern, itself full of control characters
             message = "contains a control character (C0/C1 controls, ANSI escapes, bidi overrides are refused)"
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)[:limit]
+        errors.append((".".join(loc) or "(event)", message))
+    return errors
+
+
+def describe_validation_error(exc: ValidationError, limit: int = 2000) -> str:
+    """Every field error as ``field: message``, joined; never echoes the input values (personal data)."""
+    return "; ".join(f"{where}: {message}" for where, message in field_errors(exc))[:limit]
 
 
 def encode_call_event(event: CallEvent) -> bytes:

@@ -32,7 +32,7 @@ from crisis.ingest.config import IngestSettings
 from crisis.ingest.kafka import EventPublisher, PublishUnavailable
 from domain.call_ids import belongs_to_center
 from domain.eido_mapping import EidoMappingError, map_eido
-from schemas.calls import CALL_EVENT_TYPES, CallEvent, CallReceived, decode_call_event, encode_call_event
+from schemas.calls import CallEvent, CallReceived, decode_call_event, encode_call_event, field_errors
 from schemas.eido import EidoDocument
 from streams.metrics import UNAUTHENTICATED_LABEL, IngestMetrics
 
@@ -73,14 +73,8 @@ class Refused(Exception):
 
 
 def _field_problems(line: int, exc: ValidationError) -> list[Problem]:
-    """pydantic's errors, fields named as in the document; input values left out (they may be personal)."""
-    problems = []
-    for err in exc.errors(include_url=False, include_input=False):
-        loc = [str(part) for part in err["loc"]]
-        if loc and loc[0] in CALL_EVENT_TYPES:  # the union's tag, not a field
-            loc = loc[1:]
-        problems.append(Problem(line, ".".join(loc) or "(body)", err["msg"]))
-    return problems
+    """pydantic's errors as problems on one line of the body, input values left out."""
+    return [Problem(line, where, message) for where, message in field_errors(exc)]
 
 
 class IngestHandlers:

@@ -111,7 +111,7 @@ async def test_a_batch_with_bad_lines_lists_every_field_error_and_publishes_noth
     assert status == 400
     assert "nothing was accepted" in body["message"]
     assert {(e["line"], e["field"]) for e in body["errors"]} == {
-        (2, "occurred_at"), (3, "district"), (3, "caller_phone"), (4, "(body)")}
+        (2, "occurred_at"), (3, "district"), (3, "caller_phone"), (4, "(event)")}
     assert "+1+1" not in json.dumps(body), "input values (personal data) are not echoed"
     assert service.publisher.records == []
     assert service.requests("/v1/events", 400, "stl-911") == 1
