@@ -18,6 +18,7 @@ from sinks.postgres import PostgresStore
 from streams.app import app, calls_topic, settings
 from streams.metrics import PipelineMetrics
 from streams.publisher import KafkaPublisher
+from streams.security import kafka_client_options
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ async def pipeline() -> CallPipeline:
     async with _pipeline_lock:
         if _pipeline is None:
             _store = await _connect_with_retry()
-            _publisher = KafkaPublisher(settings.kafka_bootstrap)
+            _publisher = KafkaPublisher(settings.kafka_bootstrap, kafka_client_options(settings))
             await _publisher.start()
             _pipeline = CallPipeline(settings, _policy or load_policy(settings.policy_path), _store, _publisher,
                                      metrics)

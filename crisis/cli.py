@@ -56,15 +56,19 @@ def worker() -> None:
     """Run a pipeline worker on $KAFKA_BOOTSTRAP and $DATABASE_URL until SIGTERM."""
     import asyncpg
 
-    from agents.worker import run_worker
     from domain.policy import PolicyError, load_policy
     from sinks.migrate import migrate as run_migrations
     from streams.config import Settings
+    from streams.security import KafkaSecurityError, check
 
     settings = Settings.from_env()
     if not settings.pseudonym_key:
         _fail("CRISIS_PSEUDONYM_KEY is not set: without a secret key, person references on partner topics "
               "could be reversed to phone numbers (generate one: openssl rand -hex 32)")
+    try:
+        check(settings)  # before importing the Faust app, which connects with these settings
+    except KafkaSecurityError as exc:
+        _fail(str(exc))
     try:
         policy = load_policy(settings.policy_path)
         asyncio.run(run_migrations(settings.database_url))
@@ -73,6 +77,8 @@ def worker() -> None:
     except (OSError, asyncpg.PostgresError) as exc:
         _fail(f"cannot migrate the database at $DATABASE_URL: {exc}")
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv itself
+    from agents.worker import run_worker  # builds the Faust app: only after the settings were checked
+
     run_worker(policy)
 
 
@@ -187,6 +193,7 @@ def _publish_with_progress(settings: object, events: list, pace: float | None,  
 
     from crisis.publish import publish_events
     from streams import topics
+    from streams.security import kafka_client_options
     from streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))  # type: ignore[arg-type]
@@ -195,7 +202,8 @@ def _publish_with_progress(settings: object, events: list, pace: float | None,  
         task = bar.add_task("publishing", total=len(events))
         return asyncio.run(publish_events(
             settings.kafka_bootstrap, settings.topic(topics.CALLS), events, pace,  # type: ignore[attr-defined]
-            on_progress=lambda n: bar.update(task, completed=n), at_event_time=at_event_time))
+            on_progress=lambda n: bar.update(task, completed=n), at_event_time=at_event_time,
+            client_options=kafka_client_options(settings)))  # type: ignore[arg-type]
 
 
 @app.command()
@@ -244,6 +252,7 @@ def replay(
     from crisis.replay import ParsedLine, ReplaySummary, bad_lines, replay_file
     from streams import topics
     from streams.config import Settings
+    from streams.security import kafka_client_options
     from streams.topics import ensure_topics
 
     if rate is not None and rate <= 0:
@@ -277,6 +286,7 @@ def replay(
             file, settings.kafka_bootstrap, topic, rate,
             on_bad=lambda line: report(line, console),
             on_progress=lambda sent, read: bar.update(task, completed=read, description=f"{sent:,} events"),
+            client_options=kafka_client_options(settings),
         ))
     if summary.bad_lines:
         typer.echo(f"{summary.bad_lines} bad line(s) published keyed by null: the pipeline dead-letters them",

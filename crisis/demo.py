@@ -19,6 +19,7 @@ from sinks.migrate import migrate
 from sinks.queries import pipeline_counts
 from streams import topics
 from streams.config import Settings
+from streams.security import kafka_client_options
 from streams.topics import ensure_topics
 
 
@@ -65,7 +66,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
         events += list(malformed_events(malformed, seed))
         lifecycle = sum(1 for e in events if e.type not in ("call.received", "malformed"))
         topic = settings.topic(topics.CALLS)
-        asyncio.run(_publish(bootstrap, topic, events, progress))
+        asyncio.run(_publish(bootstrap, topic, events, progress, kafka_client_options(settings)))
         counts = asyncio.run(wait_for_counts(database_url, city.call_prefix, settings.topic(topics.CALLS),
                                              calls, lifecycle, malformed, timeout_seconds))
         if not worker.alive():
@@ -83,12 +84,13 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     }
 
 
-async def _publish(bootstrap: str, topic: str, events: list, progress: bool) -> None:
+async def _publish(bootstrap: str, topic: str, events: list, progress: bool, options: dict[str, Any]) -> None:
     if not progress:
-        await publish_events(bootstrap, topic, events)
+        await publish_events(bootstrap, topic, events, client_options=options)
         return
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
         task = bar.add_task("publishing call events", total=len(events))
-        await publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(task, completed=n))
+        await publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(task, completed=n),
+                             client_options=options)
