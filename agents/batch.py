@@ -17,6 +17,7 @@ class BatchState:
     latest: dict[str, TriageDecision] = field(default_factory=dict)  # each call's current decision
     consumed: Counter[str] = field(default_factory=Counter)  # events read, by type
     partitions: dict[str, int] = field(default_factory=dict)  # call id -> inbound partition (outputs follow it)
+    decided_events: set[str] = field(default_factory=set)  # call.received event ids this batch decided
 
     def reject(self, record: InboundRecord, refusal: Refusal, now: datetime) -> None:
         """Dead-letter ``record``: kept in Postgres with every byte, a copy on the dead-letter topic."""

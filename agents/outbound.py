@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 from sinks.base import BatchWrite, Stored
 from streams.publisher import OutboundMessage
 from streams.topics import EMITTED_TOPICS
+
+
+class _HasEventId(Protocol):
+    @property
+    def event_id(self) -> str: ...
+
+
+E = TypeVar("E", bound=_HasEventId)
 
 
 def outbound_messages(
@@ -17,17 +26,19 @@ def outbound_messages(
     Outputs follow their call's input partition (``partition_of``): a call's events share a
     partition number across topics, and no key hashing is needed. ``topic`` adds the deployment's prefix.
     """
+    # One message per stored id, the first occurrence: two inputs with one event id but other content
+    # in one batch (a CAD bug) give two decisions with one id; Postgres keeps the first, and partners
+    # must never see one id carry two different events.
+    first = _first_occurrences
     messages = [
         OutboundMessage(topic(EMITTED_TOPICS[type(d)]), d.call_id.encode(), d.model_dump_json().encode(),
                         partition_of.get(d.call_id))
-        for d in write.decisions
-        if d.event_id in stored.decision_ids
+        for d in first(write.decisions, stored.decision_ids)
     ]
     messages += [
         OutboundMessage(topic(EMITTED_TOPICS[type(e)]), e.call_id.encode(), e.model_dump_json().encode(),
                         partition_of.get(e.call_id))
-        for _, e in write.timer_events
-        if e.event_id in stored.timer_event_ids
+        for e in first([e for _, e in write.timer_events], stored.timer_event_ids)
     ]
     messages += [
         OutboundMessage(
@@ -42,3 +53,14 @@ def outbound_messages(
         if r.letter.event_id in stored.dead_letter_ids
     ]
     return messages
+
+
+def _first_occurrences(events: Sequence[E], stored_ids: frozenset[str]) -> list[E]:
+    """The events whose id was stored, each id once (its first occurrence, the one the store kept)."""
+    seen: set[str] = set()
+    out = []
+    for event in events:
+        if event.event_id in stored_ids and event.event_id not in seen:
+            seen.add(event.event_id)
+            out.append(event)
+    return out

@@ -8,6 +8,7 @@ Field names are a contract with the CAD integrations: rename nothing without a n
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -238,13 +239,28 @@ def decode_call_event(raw: bytes | str, window: TimeWindow | None = None) -> Cal
 _CONTROL_PATTERNS = frozenset({NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS})
 
 
+# Field names and type tags we defined are echoed as they are. An unknown field's name is the input's
+# own and may hold anything (a phone number, a name: the fuzz of the inbound topic puts them there):
+# it is echoed only when it is plainly a mistyped field name (letters and underscores), else replaced.
+_KNOWN_NAMES = frozenset(CALL_EVENT_TYPES) | {name for model in CALL_EVENT_MODELS for name in model.model_fields}
+_PLAIN_NAME = re.compile(r"[A-Za-z_]{1,40}")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts = [str(part) if isinstance(part, int) or part in _KNOWN_NAMES or _PLAIN_NAME.fullmatch(part)
+             else "(a field name that is not an identifier)" for part in loc]
+    return ".".join(parts) or "(event)"
+
+
 def describe_validation_error(exc: ValidationError, limit: int = 2000) -> str:
-    """Every field error as ``field: message``, joined; never echoes the input values (personal data)."""
+    """Every field error as ``field: message``, joined; never echoes the input (personal data): not its
+    values, not an unknown field's name unless it is a plain identifier, not an unknown type tag."""
     parts = []
     for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"]) or "(event)"
         message = err["msg"]
         if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _CONTROL_PATTERNS:
             message = "contains a control character (C0/C1 controls, ANSI escapes, bidi overrides are refused)"
-        parts.append(f"{where}: {message}")
+        elif err["type"] == "union_tag_invalid":  # pydantic's message quotes the tag it was given
+            message = f"unknown type; expected one of {err.get('ctx', {}).get('expected_tags', CALL_EVENT_TYPES)}"
+        parts.append(f"{_location(err['loc'])}: {message}")
     return "; ".join(parts)[:limit]
