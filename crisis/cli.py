@@ -57,6 +57,7 @@ def worker() -> None:
     import asyncpg
 
     from domain.policy import PolicyError, load_policy
+    from sinks.migrate import MigrationPrivilegeError
     from sinks.migrate import migrate as run_migrations
     from streams.config import Settings
     from streams.security import KafkaSecurityError, check
@@ -74,7 +75,7 @@ def worker() -> None:
         asyncio.run(run_migrations(settings.database_url))
     except PolicyError as exc:
         _fail(str(exc))
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, MigrationPrivilegeError) as exc:
         _fail(f"cannot migrate the database at $DATABASE_URL: {exc}")
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv itself
     from agents.worker import run_worker  # builds the Faust app: only after the settings were checked
@@ -342,6 +343,40 @@ def bench(
     for key, value in summary.items():
         table.add_row(key, f"{value:,}" if isinstance(value, int | float) else str(value))
     Console().print(table)
+
+
+@app.command()
+def purge(
+    days: Annotated[float | None, typer.Option(
+        help="Blank caller phone numbers and dispatchers' free text older than this "
+             "(default: $CRISIS_PII_RETENTION_DAYS, 90).")] = None,
+    dead_letter_days: Annotated[float | None, typer.Option(
+        help="Blank dead letters' original bytes older than this (default: $CRISIS_DEAD_LETTER_RETENTION_DAYS, 30).")]
+    = None,
+) -> None:
+    """Blank personal data past its retention in $DATABASE_URL (idempotent: run it daily); prints what it blanked.
+
+    Pseudonyms (person_ref), decisions, outcomes and the override audit's who/when stay. Needs only the
+    crisis_retention role's grants.
+    """
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    from sinks.retention import purge_personal_data
+    from streams.config import Settings
+
+    settings = Settings.from_env()
+    phone_days = settings.pii_retention_days if days is None else days
+    letter_days = settings.dead_letter_retention_days if dead_letter_days is None else dead_letter_days
+    if phone_days < 0 or letter_days < 0:
+        _fail("retention days must not be negative")
+    try:
+        result = asyncio.run(purge_personal_data(settings.database_url, phone_days, letter_days, datetime.now(UTC)))
+    except (OSError, asyncpg.PostgresError) as exc:
+        _fail(f"purge failed on $DATABASE_URL: {exc}")
+    typer.echo(json.dumps({**result.as_dict(), "phone_retention_days": phone_days,
+                           "dead_letter_retention_days": letter_days}))
 
 
 @app.command()
