@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/crisis demo
 
-## Java and Maven run the real Apache Kafka broker the integration tests use; promtool tests the alert rules.
+## Java and Maven run the real Apache Kafka broker the integration tests use; promtool tests the alert rules;
+## Debian's PostgreSQL (built with OpenSSL, unlike the embedded one) serves the TLS test; openssl makes its certificates.
 deps:
-	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null || { \
-	  echo "installing Java 17, Maven and promtool (Debian packages)"; \
+	@command -v java >/dev/null && command -v mvn >/dev/null && command -v promtool >/dev/null \
+	  && command -v openssl >/dev/null && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  echo "installing Java 17, Maven, promtool, OpenSSL and PostgreSQL (Debian packages)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    openjdk-17-jre-headless maven prometheus >/dev/null; }
+	    openjdk-17-jre-headless maven prometheus openssl postgresql >/dev/null; }
 
 ## Lint, then the whole suite: unit tests, then integration tests on Apache Kafka + PostgreSQL.
 test: $(STAMP) deps
