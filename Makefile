@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps bench clean
+.PHONY: demo test lint deps bench chaos clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ test: $(STAMP) deps
 
 bench: $(STAMP)
 	$(BIN)/crisis bench --json
+
+## The fault-injection suite at full size (100,000 events per scenario, 6 faults, 30 s outages, the
+## three-broker cluster too); writes the README's Reliability table. Long: about half an hour on 2 cores.
+chaos: $(STAMP) deps
+	$(BIN)/crisis chaos --readme README.md
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis

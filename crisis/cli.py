@@ -380,6 +380,69 @@ def purge(
 
 
 @app.command()
+def chaos(
+    scenario: Annotated[list[str] | None, typer.Option(
+        help="Run only this scenario (repeatable); default: all of them.")] = None,
+    short: Annotated[bool, typer.Option(help="The shortened sizes `make test` uses (10,000 events, 2 faults).")]
+    = False,
+    events: Annotated[int | None, typer.Option(min=1000, help="Input events per run (default 100,000).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same streams and fault moments.")] = 7,
+    readme: Annotated[Path | None, typer.Option(help="Write the results table into this README's "
+                                                     "Reliability section.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON lines.")] = False,
+) -> None:
+    """The fault-injection suite: every scenario on real Apache Kafka and PostgreSQL it starts itself,
+    each checked record by record against the ground truth; prints the reliability table.
+
+    Ignores $KAFKA_BOOTSTRAP and $DATABASE_URL: it kills and cuts off the services it runs on.
+    Exit code 1 when any scenario lost, duplicated or leaked anything.
+    """
+    import dataclasses
+    import logging
+    import signal
+
+    from crisis.chaos.report import write_readme_section
+    from crisis.chaos.scenarios import FULL, SHORT
+    from crisis.chaos.suite import SCENARIOS, run_suite
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a broker down on purpose is not news
+    names = scenario or list(SCENARIOS)
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        _fail(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    size = SHORT if short else FULL
+    if events is not None:
+        size = dataclasses.replace(size, events=events)
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM stops like Ctrl-C: every broker, server and worker the suite started is stopped.
+    signal.signal(signal.SIGTERM, interrupted)
+
+    def show(summary: dict[str, object]) -> None:
+        if as_json:
+            typer.echo(json.dumps(summary, default=str))
+        else:
+            typer.echo(f"{summary['scenario']}: {'passed' if summary.get('passed') else 'FAILED'} "
+                       f"{json.dumps({k: v for k, v in summary.items() if k != 'scenario'}, default=str)}", err=True)
+
+    result = asyncio.run(run_suite(names, size, seed, show))
+    table = result.table()
+    if not as_json:
+        typer.echo(table)
+    typer.echo(f"personal data in the suite's own report: {result.report_personal_data_hits}", err=True)
+    if readme is not None:
+        note = (f"`crisis chaos{' --short' if short else ''}` on {time.strftime('%Y-%m-%d')}, "
+                f"{os.cpu_count()} cores, seed {seed}; recovery = seconds from the end of a fault (a broker's "
+                "restart, a cut restored, a standby promoted; for a killed worker or cluster broker, the kill) "
+                "to the first record stored after it.")
+        write_readme_section(readme, f"{note}\n\n{table}\n")
+    if not result.passed:
+        raise typer.Exit(1)
+
+
+@app.command()
 def asyncapi(
     out: Annotated[Path | None, typer.Option(help="Write the document to this file instead of stdout.")] = None,
 ) -> None:
