@@ -25,15 +25,18 @@ class Size:
     hostile_examples: int
     publish_rate: float = 2500.0  # the fastest input pace
     timeout_seconds: float = 1200.0
+    fault_time_factor: float = 1.0  # < 1: trust faults to be over sooner (short runs, shorter outages)
 
     def pace(self, faults: int, seconds_per_fault: float) -> float:
         """An input pace that keeps input arriving until the last fault is over (each fault meets
         fresh work, so its recovery can be measured), never faster than ``publish_rate``."""
-        return min(self.publish_rate, self.events / max(10.0, faults * seconds_per_fault + 10.0))
+        feed_seconds = faults * seconds_per_fault * self.fault_time_factor + 10.0
+        return min(self.publish_rate, self.events / max(10.0, feed_seconds))
 
 
 FULL = Size(events=100_000, faults=6, outage_seconds=30.0, hostile_examples=1500)
-SHORT = Size(events=10_000, faults=2, outage_seconds=8.0, hostile_examples=150, timeout_seconds=420.0)
+SHORT = Size(events=10_000, faults=2, outage_seconds=5.0, hostile_examples=150, timeout_seconds=420.0,
+             fault_time_factor=0.6)
 
 Scenario = Callable[[ChaosServices, Size, int], Awaitable[RunOutcome]]
 
