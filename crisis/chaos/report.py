@@ -20,8 +20,9 @@ def _recovery(summary: Mapping[str, Any]) -> str:
 
 
 def markdown_table(summaries: Sequence[Mapping[str, Any]], descriptions: Mapping[str, str]) -> str:
-    """One row per scenario: input, faults, what was lost or duplicated, recovery, personal data found."""
-    header = ("| scenario | fault | events sent | faults | lost | duplicated | dead-lettered (expected) "
+    """One row per scenario: input, faults, what was lost (or stored wrong, or unexpected) or duplicated in
+    Postgres, dead letters against the expected ones, duplicates consumers dropped, recovery, personal data."""
+    header = ("| scenario | fault | events sent | faults | lost or wrong | duplicated | dead-lettered (expected) "
               "| duplicates dropped by consumers | recovery s (median / max) | personal data hits | result |\n"
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     rows = []

@@ -151,3 +151,20 @@ async def test_the_proxy_forwards_then_cuts_both_ways_then_restores() -> None:
     finally:
         proxy.stop()
         server.close()
+
+
+def test_the_reliability_table_replaces_what_is_between_the_readme_markers(tmp_path) -> None:
+    from crisis.chaos.report import BEGIN, END, markdown_table, write_readme_section
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Reliability\n\n{BEGIN}\nold table\n{END}\n\n## Tests\n")
+    summary = {"scenario": "worker_crash", "events_sent": 100_000, "faults": 6, "lost": 0, "unexpected": 0,
+               "mismatched": 0, "duplicated": 0, "dead_lettered": 150, "dead_letters_expected": 150,
+               "duplicates_dropped_by_consumers": 42, "recovery_seconds_median": 4.5, "recovery_seconds_max": 7.25,
+               "personal_data_hits": 0, "passed": True}
+    write_readme_section(readme, markdown_table([summary, {"scenario": "cluster_leader_kill", "error": "boom"}],
+                                                {"worker_crash": "kills"}))
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith("## Tests\n") and text.count(BEGIN) == 1
+    assert "| worker_crash | kills | 100,000 | 6 | 0 | 0 | 150 (150) | 42 | 4.5 / 7.25 | 0 | passed |" in text
+    assert "**error**: boom" in text
