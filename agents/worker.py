@@ -37,7 +37,8 @@ async def pipeline() -> CallPipeline:
     async with _pipeline_lock:
         if _pipeline is None:
             _store = await _connect_with_retry()
-            _publisher = KafkaPublisher(settings.kafka_bootstrap, kafka_client_options(settings))
+            _publisher = KafkaPublisher(settings.kafka_bootstrap, kafka_client_options(settings),
+                                        settings.kafka_idempotent_producer)
             await _publisher.start()
             _pipeline = CallPipeline(settings, _policy or load_policy(settings.policy_path), _store, _publisher,
                                      metrics)

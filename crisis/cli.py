@@ -204,7 +204,8 @@ def _publish_with_progress(settings: object, events: list, pace: float | None,  
         return asyncio.run(publish_events(
             settings.kafka_bootstrap, settings.topic(topics.CALLS), events, pace,  # type: ignore[attr-defined]
             on_progress=lambda n: bar.update(task, completed=n), at_event_time=at_event_time,
-            client_options=kafka_client_options(settings)))  # type: ignore[arg-type]
+            client_options=kafka_client_options(settings),  # type: ignore[arg-type]
+            idempotent=settings.kafka_idempotent_producer))  # type: ignore[attr-defined]
 
 
 @app.command()
@@ -287,7 +288,7 @@ def replay(
             file, settings.kafka_bootstrap, topic, rate,
             on_bad=lambda line: report(line, console),
             on_progress=lambda sent, read: bar.update(task, completed=read, description=f"{sent:,} events"),
-            client_options=kafka_client_options(settings),
+            client_options=kafka_client_options(settings), idempotent=settings.kafka_idempotent_producer,
         ))
     if summary.bad_lines:
         typer.echo(f"{summary.bad_lines} bad line(s) published keyed by null: the pipeline dead-letters them",

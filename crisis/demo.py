@@ -41,6 +41,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     run = uuid.uuid4().hex[:6]
     with contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+        on_tansu = not bootstrap  # tansu has no idempotent producers (InitProducerId)
         if not bootstrap:
             bootstrap = stack.enter_context(TansuBroker()).bootstrap
         database_url = os.environ.get("DATABASE_URL")
@@ -56,6 +57,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
             # The simulated day runs far faster than real time: deadlines follow event time.
             timer_clock="event", broker_session_timeout_seconds=10.0,
             pseudonym_key=os.environ.get("CRISIS_PSEUDONYM_KEY") or secrets.token_hex(32),
+            kafka_idempotent_producer=Settings.from_env().kafka_idempotent_producer and not on_tansu,
         )
         asyncio.run(ensure_topics(settings))
         worker = WorkerProcess(settings.as_env(), name="demo-worker").start()
@@ -66,7 +68,8 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
         events += list(malformed_events(malformed, seed))
         lifecycle = sum(1 for e in events if e.type not in ("call.received", "malformed"))
         topic = settings.topic(topics.CALLS)
-        asyncio.run(_publish(bootstrap, topic, events, progress, kafka_client_options(settings)))
+        asyncio.run(_publish(bootstrap, topic, events, progress, kafka_client_options(settings),
+                             settings.kafka_idempotent_producer))
         counts = asyncio.run(wait_for_counts(database_url, city.call_prefix, settings.topic(topics.CALLS),
                                              calls, lifecycle, malformed, timeout_seconds))
         if not worker.alive():
@@ -84,13 +87,14 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     }
 
 
-async def _publish(bootstrap: str, topic: str, events: list, progress: bool, options: dict[str, Any]) -> None:
+async def _publish(bootstrap: str, topic: str, events: list, progress: bool, options: dict[str, Any],
+                   idempotent: bool) -> None:
     if not progress:
-        await publish_events(bootstrap, topic, events, client_options=options)
+        await publish_events(bootstrap, topic, events, client_options=options, idempotent=idempotent)
         return
     from rich.progress import Progress
 
     with Progress(transient=True) as bar:
         task = bar.add_task("publishing call events", total=len(events))
         await publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(task, completed=n),
-                             client_options=options)
+                             client_options=options, idempotent=idempotent)

@@ -44,6 +44,7 @@ async def publish_events(
     on_progress: Callable[[int], None] | None = None,
     at_event_time: bool = False,
     client_options: Mapping[str, Any] | None = None,
+    idempotent: bool = True,
 ) -> PublishResult:
     """Publish in order; ``rate_per_second`` paces the stream, ``None`` sends as fast as possible.
 
@@ -52,9 +53,9 @@ async def publish_events(
     whenever pacing leaves time to wait, so the count returned was acknowledged. Records carry no
     explicit timestamp: the broker stamps them, so retention never deletes an old recording at once.
     ``client_options``: SASL/TLS (``streams.security.kafka_client_options``). Idempotent: a retry after
-    a broker failure never writes an event twice.
+    a broker failure never writes an event twice (``idempotent=False`` only for tansu, which lacks it).
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotent, linger_ms=5,
                                 max_batch_size=256 * 1024, **(client_options or {}))
     await producer.start()
     started = time.perf_counter()

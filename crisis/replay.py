@@ -134,6 +134,7 @@ async def replay_file(
     on_bad: Callable[[ParsedLine], None] = lambda line: None,
     on_progress: Callable[[int, int], None] | None = None,
     client_options: Mapping[str, Any] | None = None,
+    idempotent: bool = True,
 ) -> ReplaySummary:
     """Publish every line of ``path`` to ``topic`` in file order; ``None`` rate: as fast as possible.
 
@@ -148,5 +149,5 @@ async def replay_file(
                 on_progress(sent, reader.bytes_read)
 
         result = await publish_events(bootstrap, topic, reader, rate_per_second, on_progress=progress,
-                                      client_options=client_options)
+                                      client_options=client_options, idempotent=idempotent)
     return ReplaySummary(result.events, reader.bad_lines, time.perf_counter() - started)

@@ -44,6 +44,8 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    # Idempotent producers (a retry never writes twice). Off only for a broker without them: the demo's tansu.
+    kafka_idempotent_producer: bool = True
     # The topics we create: a production cluster keeps three copies and refuses writes below two.
     replication_factor: int = 1
     min_insync_replicas: int = 1
@@ -88,6 +90,7 @@ class Settings:
             kafka_ssl_cafile=_env("KAFKA_SSL_CAFILE", cls.kafka_ssl_cafile),
             kafka_ssl_certfile=_env("KAFKA_SSL_CERTFILE", cls.kafka_ssl_certfile),
             kafka_ssl_keyfile=_env("KAFKA_SSL_KEYFILE", cls.kafka_ssl_keyfile),
+            kafka_idempotent_producer=_env("KAFKA_IDEMPOTENT_PRODUCER", "true").lower() not in ("false", "0", "no"),
             replication_factor=int(_env("CRISIS_REPLICATION_FACTOR", str(cls.replication_factor))),
             min_insync_replicas=int(_env("CRISIS_MIN_INSYNC_REPLICAS", str(cls.min_insync_replicas))),
             personal_topic_retention_hours=float(
@@ -127,6 +130,7 @@ class Settings:
             "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
             "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
             "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+            "KAFKA_IDEMPOTENT_PRODUCER": "true" if self.kafka_idempotent_producer else "false",
             "CRISIS_REPLICATION_FACTOR": str(self.replication_factor),
             "CRISIS_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
             "CRISIS_PERSONAL_TOPIC_RETENTION_HOURS": str(self.personal_topic_retention_hours),

@@ -43,13 +43,15 @@ class KafkaPublisher:
     # Below the broker's default message.max.bytes (1 MiB): one record batch is one message there.
     MAX_BATCH_BYTES = 512 * 1024
 
-    def __init__(self, bootstrap: str, client_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, bootstrap: str, client_options: Mapping[str, Any] | None = None,
+                 idempotent: bool = True) -> None:
         # acks=all with idempotence: a record is acknowledged once every in-sync replica has it
         # (min.insync.replicas of them, or the write is refused), and a retry after a lost
         # acknowledgement (a broker killed mid-request) is dropped by the broker instead of written twice.
-        # client_options: SASL/TLS from streams.security.kafka_client_options.
+        # client_options: SASL/TLS from streams.security.kafka_client_options. idempotent=False only for a
+        # broker that lacks it (tansu, the demo's).
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, max_batch_size=self.MAX_BATCH_BYTES,
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotent, max_batch_size=self.MAX_BATCH_BYTES,
             linger_ms=0, **(client_options or {})
         )
         self.partitioner = DefaultPartitioner()

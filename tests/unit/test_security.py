@@ -86,3 +86,11 @@ def test_a_worker_with_contradictory_kafka_settings_stops_before_faust(monkeypat
     result = CliRunner().invoke(app, ["worker"])
     assert result.exit_code == 2
     assert "needs KAFKA_SASL_USERNAME" in result.stderr
+
+
+def test_idempotent_producers_unless_the_broker_lacks_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings.from_env().kafka_idempotent_producer
+    monkeypatch.setenv("KAFKA_IDEMPOTENT_PRODUCER", "false")
+    settings = Settings.from_env()
+    assert not settings.kafka_idempotent_producer
+    assert settings.as_env()["KAFKA_IDEMPOTENT_PRODUCER"] == "false"
