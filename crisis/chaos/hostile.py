@@ -11,8 +11,12 @@ JSON value, a field dropped, an unknown one added, personal data planted in a va
 name), arbitrary JSON documents, arbitrary bytes, and valid events with arbitrary text. Drawn with
 ``derandomize=True``: the same corpus on every run, so a failure can be replayed.
 
-Personal data is planted on purpose (``PLANTED_PHONE``, ``PLANTED_TEXT``): no dead letter's reason
-or error, no header and no log line may repeat it.
+Personal data is planted on purpose (``PLANTED_PHONE``, ``PLANTED_TEXT``) in the fields meant for it
+(``caller_phone``, an override's ``reason``), in unknown fields and as field names: no partner topic,
+no dead letter's reason or error, no header and no log line may repeat it. It is never planted in
+the identifiers and codes partners receive by contract (call and event ids, districts, dispatcher
+ids): a CAD that puts a phone number there has it published, and no pipeline can tell (an early
+fuzz run found exactly that, a call id holding a dispatcher's note).
 """
 
 from __future__ import annotations
@@ -162,7 +166,7 @@ def fuzzed(tag: str, count: int) -> list[HostileRecord]:
     from hypothesis import strategies as st
 
     scalars = (st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats()
-               | st.text(max_size=40) | st.sampled_from([PLANTED_PHONE, PLANTED_TEXT, "", " ", "\u0000"]))
+               | st.text(max_size=40) | st.sampled_from(["", " ", "\u0000"]))
     values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
                           | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
     templates: list[Callable[[], dict[str, Any]]] = [
@@ -184,12 +188,15 @@ def fuzzed(tag: str, count: int) -> list[HostileRecord]:
                 body.pop(field, None)
             elif operation == "add":
                 body[draw(st.text(min_size=1, max_size=20))] = draw(values)
-            else:
+            else:  # personal data where it belongs (the phone, the reason), or where it must never be echoed
                 planted = draw(st.sampled_from([PLANTED_PHONE, PLANTED_TEXT]))
-                if draw(st.booleans()):
-                    body[field] = planted
-                else:
+                where = draw(st.sampled_from(("its field", "an unknown field", "a field name")))
+                if where == "its field" and ("caller_phone" in body or "reason" in body):
+                    body["caller_phone" if "caller_phone" in body else "reason"] = planted
+                elif where == "a field name":
                     body[planted] = draw(values)
+                else:
+                    body[draw(st.sampled_from(("note", "comments", "caller")))] = planted
         return _dumps(body)
 
     @st.composite
