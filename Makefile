@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint deps bench clean
+.PHONY: demo test lint deps bench chaos clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,9 @@ demo: $(STAMP)
 ## Java and Maven run the real Apache Kafka broker the integration tests use; the prometheus package brings
 ## promtool (tests the alert rules) and the Prometheus server a test scrapes a worker with; Node and npm run the
 ## official AsyncAPI parser on docs/asyncapi.json; headless Chromium renders the HTML outcomes report for its
-## screenshot test. Only missing packages are installed: a Node.js from another source (NodeSource's bundles
-## npm) conflicts with Debian's npm package.
+## screenshot test; Debian's PostgreSQL (built with OpenSSL, unlike the embedded one) serves the TLS test and
+## openssl makes its certificates. Only missing packages are installed: a Node.js from another source
+## (NodeSource's bundles npm) conflicts with Debian's npm package.
 deps:
 	@missing=""; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
@@ -31,6 +32,8 @@ deps:
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -44,6 +47,11 @@ test: $(STAMP) deps
 
 bench: $(STAMP)
 	$(BIN)/crisis bench --json
+
+## The fault-injection suite at full size (100,000 events per scenario, 6 faults, 30 s outages, the
+## three-broker cluster too); writes the README's Reliability table. Long: about half an hour on 2 cores.
+chaos: $(STAMP) deps
+	$(BIN)/crisis chaos --readme README.md
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .hypothesis

@@ -19,6 +19,7 @@ class BatchState:
     partitions: dict[str, int] = field(default_factory=dict)  # call id -> inbound partition (outputs follow it)
     # Codes no mapping recognised: (decision event id, center label, how many), counted once stored.
     unmapped_codes: list[tuple[str, str, int]] = field(default_factory=list)
+    decided_events: set[str] = field(default_factory=set)  # call.received event ids this batch decided
 
     def reject(self, record: InboundRecord, refusal: Refusal, now: datetime) -> None:
         """Dead-letter ``record``: kept in Postgres with every byte, a copy on the dead-letter topic."""

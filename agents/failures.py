@@ -36,6 +36,9 @@ _TRANSIENT_POSTGRES: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, disk full
     asyncpg.exceptions.TransactionRollbackError,  # class 40: serialization failure, deadlock
     asyncpg.exceptions.ReadOnlySQLTransactionError,  # a replica during failover
+    # A multi-host DATABASE_URL with target_session_attrs=read-write while no host is primary yet
+    # (a standby being promoted): the failover will end.
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 # Refusals no retry can cure that come from the store or the broker rather than from our code:
 # dead-lettered as "unstorable" rather than "processing_error".

@@ -36,7 +36,14 @@ class EventHandlers:
         return self.by_type.get(event.type, self.lifecycle)(state, event)
 
     def call_received(self, state: BatchState, call: CallReceived) -> Refusal | None:
-        """Triage the call: the decision is stored and published, and starts what it requests."""
+        """Triage the call: the decision is stored and published, and starts what it requests.
+
+        A second copy of an event this batch already decided changes nothing, whatever its content:
+        the store keeps the first (``ON CONFLICT DO NOTHING``), so the timers follow the first too.
+        """
+        if call.event_id in state.decided_events:
+            return None
+        state.decided_events.add(call.event_id)
         decision, result = decide_explained(call, self.policy, self.pseudonym_key)
         if result.unmapped_codes:
             state.unmapped_codes.append((decision.event_id, self.policy.nature_codes.metric_label(call.center_id),

@@ -8,7 +8,9 @@ field values), never the record's content.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from typing import TypeVar
 
 from sinks.base import BatchWrite, RejectedRecord, Stored
 from streams.cloudevents import Headers, cloudevent_headers
@@ -17,6 +19,8 @@ from streams.topics import EMITTED_TOPICS
 
 DEAD_LETTER_TYPE = "crisis.deadletter"
 MAX_KEY_BYTES = 1024
+
+T = TypeVar("T")
 
 
 def outbound_messages(
@@ -28,20 +32,21 @@ def outbound_messages(
     partition number across topics, and no key hashing is needed. ``topic`` adds the deployment's
     prefix; ``source`` is the CloudEvents source of this deployment.
     """
+    # One message per stored id, the first occurrence: two inputs with one event id but other content
+    # in one batch (a CAD bug) give two decisions with one id; Postgres keeps the first, and partners
+    # must never see one id carry two different events.
     messages = [
         OutboundMessage(topic(EMITTED_TOPICS[type(d)]), d.call_id.encode(), d.model_dump_json().encode(),
                         partition_of.get(d.call_id),
                         cloudevent_headers(d.event_id, d.type, source, d.decided_at, d.call_id))
-        for d in write.decisions
-        if d.event_id in stored.decision_ids
+        for d in _first_occurrences(write.decisions, stored.decision_ids, lambda d: d.event_id)
     ]
     messages += [
         OutboundMessage(topic(EMITTED_TOPICS[type(e.event)]), e.event.call_id.encode(), e.payload,
                         partition_of.get(e.event.call_id),
                         cloudevent_headers(e.event.event_id, e.event.type, source, e.event.occurred_at,
                                            e.event.call_id))
-        for e in write.timer_events
-        if e.event.event_id in stored.timer_event_ids
+        for e in _first_occurrences(write.timer_events, stored.timer_event_ids, lambda e: e.event.event_id)
     ]
     messages += [
         OutboundMessage(
@@ -78,3 +83,15 @@ def _dead_letter_headers(rejected: RejectedRecord, source: str) -> Headers:
         ("__connect.errors.exception.message", letter.error.encode()),
         ("crisis.deadletter.reason", letter.reason.encode()),
     )
+
+
+def _first_occurrences(items: Sequence[T], stored_ids: AbstractSet[str], event_id: Callable[[T], str]) -> list[T]:
+    """The items whose event id was stored, each id once (its first occurrence, the one the store kept)."""
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        key = event_id(item)
+        if key in stored_ids and key not in seen:
+            seen.add(key)
+            out.append(item)
+    return out

@@ -22,6 +22,7 @@ from streams.logs import logging_config
 from streams.metrics import PipelineMetrics
 from streams.ops_server import OpsServer
 from streams.publisher import KafkaPublisher
+from streams.security import kafka_client_options
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,8 @@ async def pipeline() -> CallPipeline:
         if _pipeline is None:
             policy = _policy or load_policy(settings.policy_path)
             _store = await _connect_with_retry(policy)
-            _publisher = KafkaPublisher(settings.kafka_bootstrap)
+            _publisher = KafkaPublisher(settings.kafka_bootstrap, kafka_client_options(settings),
+                                        settings.kafka_idempotent_producer)
             await _publisher.start()
             _pipeline = CallPipeline(settings, policy, _store, _publisher, metrics)
             log.info("pipeline ready: triage policy %s %s, timers by the %s clock", policy.name, policy.version,

@@ -247,9 +247,9 @@ async def _warm_up(bootstrap: str, topic: str) -> int:
         await producer.stop()
 
 
-def _step_raw(bootstrap: str, topic: str, events: list[SimulatedEvent]) -> dict[str, Any]:
+def _step_raw(bootstrap: str, topic: str, events: list[SimulatedEvent], idempotent: bool) -> dict[str, Any]:
     expected = asyncio.run(_warm_up(bootstrap, topic)) + len(events)
-    produced = asyncio.run(publish_events(bootstrap, topic, events))
+    produced = asyncio.run(publish_events(bootstrap, topic, events, idempotent=idempotent))
     consumed = asyncio.run(_consume_all(bootstrap, topic, expected))
     if consumed["events"] < expected:
         raise ServiceError(f"raw consumer read {consumed['events']} of {expected} records from {topic}")
@@ -501,7 +501,7 @@ async def _insert_timers(database_url: str, rows: list[TimerRow], start: datetim
 
 async def _fire_timers(settings: Settings, policy: Policy, expected_events: int, until_seconds: float) -> int:
     store = await PostgresStore.connect(settings.database_url)
-    publisher = KafkaPublisher(settings.kafka_bootstrap)
+    publisher = KafkaPublisher(settings.kafka_bootstrap, idempotent=settings.kafka_idempotent_producer)
     await publisher.start()
     fired = 0
     try:
@@ -600,7 +600,8 @@ def _step_replay(stack: contextlib.ExitStack, settings: Settings, policy: Policy
     stack.callback(worker.stop)
     time.sleep(8)  # the worker joins its group before the clock starts
     started = time.monotonic()
-    published = asyncio.run(replay_file(path, replay.kafka_bootstrap, replay.topic(topics.CALLS)))
+    published = asyncio.run(replay_file(path, replay.kafka_bootstrap, replay.topic(topics.CALLS),
+                                        idempotent=replay.kafka_idempotent_producer))
     publish_seconds = time.monotonic() - started
     deadline = started + 1800
     while (stored := asyncio.run(stored_events(replay.database_url, city.call_prefix))) < len(events):
@@ -658,6 +659,8 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
             topic_prefix=f"bench-{run}.", app_id=f"crisis-bench-{run}", partitions=PARTITIONS,
             timer_clock="event", broker_session_timeout_seconds=10.0,
             pseudonym_key=os.environ.get("CRISIS_PSEUDONYM_KEY") or secrets.token_hex(32),
+            # tansu has no idempotent producers (InitProducerId)
+            kafka_idempotent_producer=summary["broker"] != "tansu",
         )
         raw = dataclasses.replace(settings, topic_prefix=f"bench-{run}-raw.")
         asyncio.run(ensure_topics(settings))
@@ -667,13 +670,14 @@ def run_bench(options: BenchOptions, say: Callable[[str], None] = _say) -> dict[
         received = [e for e in city.events(options.calls) if e.type == "call.received"]
 
         say(f"1/6 raw aiokafka: producing and consuming {len(received):,} call.received events")
-        summary.update(_step_raw(bootstrap, raw.topic(topics.CALLS), received))
+        summary.update(_step_raw(bootstrap, raw.topic(topics.CALLS), received, settings.kafka_idempotent_producer))
 
         say("2/6 Faust agent that only counts (subprocess crisis.bench_noop)")
         summary.update(_step_faust_noop(stack, bootstrap, raw.topic(topics.CALLS), summary["raw_topic_records"], run))
 
         say(f"3/6 pipeline: {len(received):,} events pre-published, one worker to Postgres")
-        asyncio.run(publish_events(bootstrap, settings.topic(topics.CALLS), received))
+        asyncio.run(publish_events(bootstrap, settings.topic(topics.CALLS), received,
+                                   idempotent=settings.kafka_idempotent_producer))
         worker = WorkerProcess({**settings.as_env(), "CRISIS_METRICS_PORT": str(free_port())},
                                name="bench-worker").start()
         stack.callback(worker.stop)

@@ -127,7 +127,7 @@ def run_ingest_bench(options: IngestBenchOptions) -> dict[str, Any]:
             **settings.as_env(), "CRISIS_INGEST_PORT": str(free_port()), "CRISIS_INGEST_METRICS_PORT": "0",
             "CRISIS_INGEST_TOKENS": f"bench-911={hash_token(token)}",
             "CRISIS_INGEST_MAX_BATCH_EVENTS": str(max(options.batch, 1000)),
-            "CRISIS_INGEST_IDEMPOTENCE": "false" if broker == "tansu" else "true",
+            "KAFKA_IDEMPOTENT_PRODUCER": "false" if broker == "tansu" else "true",
         }, name="bench-ingest").start()
         stack.callback(ingest.stop)
         results = asyncio.run(_drive(ingest.url, token, options))

@@ -57,23 +57,30 @@ def worker() -> None:
     """Run a pipeline worker on $KAFKA_BOOTSTRAP and $DATABASE_URL until SIGTERM."""
     import asyncpg
 
-    from agents.worker import run_worker
     from domain.policy import PolicyError, load_policy
+    from sinks.migrate import MigrationPrivilegeError
     from sinks.migrate import migrate as run_migrations
     from streams.config import Settings
+    from streams.security import KafkaSecurityError, check
 
     settings = Settings.from_env()
     if not settings.pseudonym_key:
         _fail("CRISIS_PSEUDONYM_KEY is not set: without a secret key, person references on partner topics "
               "could be reversed to phone numbers (generate one: openssl rand -hex 32)")
     try:
+        check(settings)  # before importing the Faust app, which connects with these settings
+    except KafkaSecurityError as exc:
+        _fail(str(exc))
+    try:
         policy = load_policy(settings.policy_path)
         asyncio.run(run_migrations(settings.database_url))
     except PolicyError as exc:
         _fail(str(exc))
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (OSError, asyncpg.PostgresError, MigrationPrivilegeError) as exc:
         _fail(f"cannot migrate the database at $DATABASE_URL: {exc}")
     sys.argv = [sys.argv[0], "worker"]  # Faust's worker parses argv itself
+    from agents.worker import run_worker  # builds the Faust app: only after the settings were checked
+
     run_worker(policy)
 
 
@@ -230,6 +237,7 @@ def _publish_with_progress(settings: object, events: list, pace: float | None,  
 
     from crisis.publish import publish_events
     from streams import topics
+    from streams.security import kafka_client_options
     from streams.topics import ensure_topics
 
     asyncio.run(ensure_topics(settings))  # type: ignore[arg-type]
@@ -238,7 +246,9 @@ def _publish_with_progress(settings: object, events: list, pace: float | None,  
         task = bar.add_task("publishing", total=len(events))
         return asyncio.run(publish_events(
             settings.kafka_bootstrap, settings.topic(topics.CALLS), events, pace,  # type: ignore[attr-defined]
-            on_progress=lambda n: bar.update(task, completed=n), at_event_time=at_event_time))
+            on_progress=lambda n: bar.update(task, completed=n), at_event_time=at_event_time,
+            client_options=kafka_client_options(settings),  # type: ignore[arg-type]
+            idempotent=settings.kafka_idempotent_producer))  # type: ignore[attr-defined]
 
 
 @app.command()
@@ -287,6 +297,7 @@ def replay(
     from crisis.replay import ParsedLine, ReplaySummary, bad_lines, replay_file
     from streams import topics
     from streams.config import Settings
+    from streams.security import kafka_client_options
     from streams.topics import ensure_topics
 
     if rate is not None and rate <= 0:
@@ -320,6 +331,7 @@ def replay(
             file, settings.kafka_bootstrap, topic, rate,
             on_bad=lambda line: report(line, console),
             on_progress=lambda sent, read: bar.update(task, completed=read, description=f"{sent:,} events"),
+            client_options=kafka_client_options(settings), idempotent=settings.kafka_idempotent_producer,
         ))
     if summary.bad_lines:
         typer.echo(f"{summary.bad_lines} bad line(s) published keyed by null: the pipeline dead-letters them",
@@ -572,6 +584,103 @@ def write_report_metrics(path: str | None, fmt: str, seconds: float, suppressed:
     metrics = ReportMetrics()
     metrics.observe(fmt, seconds, suppressed)
     write_to_textfile(path, metrics.registry)
+
+
+@app.command()
+def purge(
+    days: Annotated[float | None, typer.Option(
+        help="Blank caller phone numbers and dispatchers' free text older than this "
+             "(default: $CRISIS_PII_RETENTION_DAYS, 90).")] = None,
+    dead_letter_days: Annotated[float | None, typer.Option(
+        help="Blank dead letters' original bytes older than this (default: $CRISIS_DEAD_LETTER_RETENTION_DAYS, 30).")]
+    = None,
+) -> None:
+    """Blank personal data past its retention in $DATABASE_URL (idempotent: run it daily); prints what it blanked.
+
+    Pseudonyms (person_ref), decisions, outcomes and the override audit's who/when stay. Needs only the
+    crisis_retention role's grants.
+    """
+    from datetime import UTC, datetime
+
+    import asyncpg
+
+    from sinks.retention import purge_personal_data
+    from streams.config import Settings
+
+    settings = Settings.from_env()
+    phone_days = settings.pii_retention_days if days is None else days
+    letter_days = settings.dead_letter_retention_days if dead_letter_days is None else dead_letter_days
+    if phone_days < 0 or letter_days < 0:
+        _fail("retention days must not be negative")
+    try:
+        result = asyncio.run(purge_personal_data(settings.database_url, phone_days, letter_days, datetime.now(UTC)))
+    except (OSError, asyncpg.PostgresError) as exc:
+        _fail(f"purge failed on $DATABASE_URL: {exc}")
+    typer.echo(json.dumps({**result.as_dict(), "phone_retention_days": phone_days,
+                           "dead_letter_retention_days": letter_days}))
+
+
+@app.command()
+def chaos(
+    scenario: Annotated[list[str] | None, typer.Option(
+        help="Run only this scenario (repeatable); default: all of them.")] = None,
+    short: Annotated[bool, typer.Option(help="The shortened sizes `make test` uses (10,000 events, 2 faults).")]
+    = False,
+    events: Annotated[int | None, typer.Option(min=1000, help="Input events per run (default 100,000).")] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, same streams and fault moments.")] = 7,
+    readme: Annotated[Path | None, typer.Option(help="Write the results table into this README's "
+                                                     "Reliability section.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summaries as JSON lines.")] = False,
+) -> None:
+    """The fault-injection suite: every scenario on real Apache Kafka and PostgreSQL it starts itself,
+    each checked record by record against the ground truth; prints the reliability table.
+
+    Ignores $KAFKA_BOOTSTRAP and $DATABASE_URL: it kills and cuts off the services it runs on.
+    Exit code 1 when any scenario lost, duplicated or leaked anything.
+    """
+    import dataclasses
+    import logging
+    import signal
+
+    from crisis.chaos.report import write_readme_section
+    from crisis.chaos.scenarios import FULL, SHORT
+    from crisis.chaos.suite import SCENARIOS, run_suite
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # a broker down on purpose is not news
+    names = scenario or list(SCENARIOS)
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        _fail(f"unknown scenario(s) {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    size = SHORT if short else FULL
+    if events is not None:
+        size = dataclasses.replace(size, events=events)
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    # SIGTERM stops like Ctrl-C: every broker, server and worker the suite started is stopped.
+    signal.signal(signal.SIGTERM, interrupted)
+
+    def show(summary: dict[str, object]) -> None:
+        if as_json:
+            typer.echo(json.dumps(summary, default=str))
+        else:
+            typer.echo(f"{summary['scenario']}: {'passed' if summary.get('passed') else 'FAILED'} "
+                       f"{json.dumps({k: v for k, v in summary.items() if k != 'scenario'}, default=str)}", err=True)
+
+    result = asyncio.run(run_suite(names, size, seed, show))
+    table = result.table()
+    if not as_json:
+        typer.echo(table)
+    typer.echo(f"personal data in the suite's own report: {result.report_personal_data_hits}", err=True)
+    if readme is not None:
+        note = (f"`crisis chaos{' --short' if short else ''}` on {time.strftime('%Y-%m-%d')}, "
+                f"{os.cpu_count()} cores, seed {seed}; recovery = seconds from the end of a fault (a broker's "
+                "restart, a cut restored, a standby promoted; for a killed worker or cluster broker, the kill) "
+                "to the first record stored after it.")
+        write_readme_section(readme, f"{note}\n\n{table}\n")
+    if not result.passed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -28,6 +28,7 @@ from sinks.migrate import migrate
 from sinks.queries import pipeline_counts
 from streams import topics
 from streams.config import Settings
+from streams.security import kafka_client_options
 from streams.topics import ensure_topics
 
 
@@ -49,7 +50,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
     run = uuid.uuid4().hex[:6]
     with contextlib.ExitStack() as stack:
         bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
-        on_tansu = not bootstrap
+        on_tansu = not bootstrap  # tansu has no idempotent producers (InitProducerId)
         if not bootstrap:
             bootstrap = stack.enter_context(TansuBroker()).bootstrap
         database_url = os.environ.get("DATABASE_URL")
@@ -65,6 +66,7 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
             # The simulated day runs far faster than real time: deadlines follow event time.
             timer_clock="event", broker_session_timeout_seconds=10.0,
             pseudonym_key=os.environ.get("CRISIS_PSEUDONYM_KEY") or secrets.token_hex(32),
+            kafka_idempotent_producer=Settings.from_env().kafka_idempotent_producer and not on_tansu,
         )
         asyncio.run(ensure_topics(settings))
         worker = WorkerProcess(settings.as_env(), name="demo-worker").start()
@@ -74,8 +76,6 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
         ingest = IngestProcess({
             **settings.as_env(), "CRISIS_INGEST_PORT": str(free_port()), "CRISIS_INGEST_METRICS_PORT": "0",
             "CRISIS_INGEST_TOKENS": f"stl-911={hash_token(token)}",
-            # tansu does not do idempotent producers; duplicates would be absorbed by event id anyway.
-            "CRISIS_INGEST_IDEMPOTENCE": "false" if on_tansu else "true",
         }, name="demo-ingest").start()
         stack.callback(ingest.stop)
 
@@ -86,7 +86,8 @@ def run_demo(calls: int, malformed: int, seed: int, timeout_seconds: float, prog
         events = over_http + over_kafka
         lifecycle = sum(1 for e in events if e.type not in ("call.received", "malformed"))
         topic = settings.topic(topics.CALLS)
-        asyncio.run(_publish(bootstrap, topic, over_kafka, ingest.url, token, over_http, progress))
+        asyncio.run(_publish(bootstrap, topic, over_kafka, ingest.url, token, over_http, progress,
+                             kafka_client_options(settings), settings.kafka_idempotent_producer))
         counts = asyncio.run(wait_for_counts(database_url, city.call_prefix, settings.topic(topics.CALLS),
                                              calls, lifecycle, malformed, timeout_seconds))
         if not worker.alive():
@@ -146,10 +147,13 @@ async def post_events(url: str, token: str, events: list[SimulatedEvent], on_pos
 
 
 async def _publish(bootstrap: str, topic: str, events: list[SimulatedEvent], ingest_url: str, token: str,
-                   over_http: list[SimulatedEvent], progress: bool) -> None:
+                   over_http: list[SimulatedEvent], progress: bool, options: dict[str, Any],
+                   idempotent: bool) -> None:
     """Kafka and HTTP at once, each path in time order."""
     if not progress:
-        await asyncio.gather(publish_events(bootstrap, topic, events), post_events(ingest_url, token, over_http))
+        await asyncio.gather(
+            publish_events(bootstrap, topic, events, client_options=options, idempotent=idempotent),
+            post_events(ingest_url, token, over_http))
         return
     from rich.progress import Progress
 
@@ -157,5 +161,6 @@ async def _publish(bootstrap: str, topic: str, events: list[SimulatedEvent], ing
         kafka = bar.add_task("publishing call events to Kafka", total=len(events))
         http = bar.add_task("posting call events to the ingest service", total=len(over_http))
         await asyncio.gather(
-            publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(kafka, completed=n)),
+            publish_events(bootstrap, topic, events, on_progress=lambda n: bar.update(kafka, completed=n),
+                           client_options=options, idempotent=idempotent),
             post_events(ingest_url, token, over_http, on_posted=lambda n: bar.update(http, completed=n)))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 
@@ -43,6 +43,8 @@ async def publish_events(
     rate_per_second: float | None = None,
     on_progress: Callable[[int], None] | None = None,
     at_event_time: bool = False,
+    client_options: Mapping[str, Any] | None = None,
+    idempotent: bool = True,
 ) -> PublishResult:
     """Publish in order; ``rate_per_second`` paces the stream, ``None`` sends as fast as possible.
 
@@ -50,8 +52,11 @@ async def publish_events(
     run of a stream made by ``retime``). Deliveries are awaited every ``CHUNK`` events and
     whenever pacing leaves time to wait, so the count returned was acknowledged. Records carry no
     explicit timestamp: the broker stamps them, so retention never deletes an old recording at once.
+    ``client_options``: SASL/TLS (``streams.security.kafka_client_options``). Idempotent: a retry after
+    a broker failure never writes an event twice (``idempotent=False`` only for tansu, which lacks it).
     """
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotent, linger_ms=5,
+                                max_batch_size=256 * 1024, **(client_options or {}))
     await producer.start()
     started = time.perf_counter()
     sent = 0

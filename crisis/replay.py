@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from crisis.publish import publish_events
 
@@ -133,6 +133,8 @@ async def replay_file(
     rate_per_second: float | None = None,
     on_bad: Callable[[ParsedLine], None] = lambda line: None,
     on_progress: Callable[[int, int], None] | None = None,
+    client_options: Mapping[str, Any] | None = None,
+    idempotent: bool = True,
 ) -> ReplaySummary:
     """Publish every line of ``path`` to ``topic`` in file order; ``None`` rate: as fast as possible.
 
@@ -146,5 +148,6 @@ async def replay_file(
             if on_progress:
                 on_progress(sent, reader.bytes_read)
 
-        result = await publish_events(bootstrap, topic, reader, rate_per_second, on_progress=progress)
+        result = await publish_events(bootstrap, topic, reader, rate_per_second, on_progress=progress,
+                                      client_options=client_options, idempotent=idempotent)
     return ReplaySummary(result.events, reader.bad_lines, time.perf_counter() - started)

@@ -8,6 +8,7 @@ Field names are a contract with the CAD integrations: rename nothing without a n
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -273,24 +274,39 @@ def decode_call_event(raw: bytes | str, window: TimeWindow | None = None) -> Cal
 _CONTROL_PATTERNS = frozenset({NO_CONTROL_CHARACTERS, NO_CONTROL_CHARACTERS_BUT_LINE_BREAKS})
 
 
+# Field names and type tags we defined are echoed as they are. An unknown field's name is the input's
+# own and may hold anything (a phone number, a name: the fuzz of the inbound topic puts them there):
+# it is echoed only when it is plainly a mistyped field name (letters and underscores), else replaced.
+_KNOWN_NAMES = frozenset(CALL_EVENT_TYPES) | {name for model in CALL_EVENT_MODELS for name in model.model_fields}
+_PLAIN_NAME = re.compile(r"[A-Za-z_]{1,40}")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    if loc and loc[0] in CALL_EVENT_TYPES:  # the union's tag, not a field
+        loc = loc[1:]
+    parts = [str(part) if isinstance(part, int) or part in _KNOWN_NAMES or _PLAIN_NAME.fullmatch(part)
+             else "(a field name that is not an identifier)" for part in loc]
+    return ".".join(parts) or "(event)"
+
+
 def field_errors(exc: ValidationError) -> list[tuple[str, str]]:
-    """Each field error as ``(field, message)``: fields named as in the document (the union's tag
-    left out), input values never included (they may be personal data or terminal escapes)."""
+    """Each field error as ``(field, message)``, fields named as in the document. Never echoes the
+    input (personal data, terminal escapes): not its values, not an unknown field's name unless it is
+    a plain identifier, not an unknown type tag."""
     errors = []
     for err in exc.errors(include_url=False, include_input=False):
-        loc = [str(part) for part in err["loc"]]
-        if loc and loc[0] in CALL_EVENT_TYPES:  # the union's tag, not a field
-            loc = loc[1:]
         message = err["msg"]
         if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") in _CONTROL_PATTERNS:
             # pydantic's message quotes the pattern, itself full of control characters
             message = "contains a control character (C0/C1 controls, ANSI escapes, bidi overrides are refused)"
-        errors.append((".".join(loc) or "(event)", message))
+        elif err["type"] == "union_tag_invalid":  # pydantic's message quotes the tag it was given
+            message = f"unknown type; expected one of {err.get('ctx', {}).get('expected_tags', CALL_EVENT_TYPES)}"
+        errors.append((_location(err["loc"]), message))
     return errors
 
 
 def describe_validation_error(exc: ValidationError, limit: int = 2000) -> str:
-    """Every field error as ``field: message``, joined; never echoes the input values (personal data)."""
+    """Every field error as ``field: message``, joined; never echoes the input (see ``field_errors``)."""
     return "; ".join(f"{where}: {message}" for where, message in field_errors(exc))[:limit]
 
 

@@ -6,6 +6,7 @@ import faust
 
 from streams import topics
 from streams.config import Settings
+from streams.security import faust_options
 
 settings = Settings.from_env()
 
@@ -31,6 +32,9 @@ app = faust.App(
     broker_rebalance_timeout=settings.broker_session_timeout_seconds,
     broker_commit_interval=1.0,
     autodiscover=False,
+    # SASL/TLS like every other client (streams.security). Faust's own producer sends nothing here:
+    # every record we emit goes through streams.publisher.KafkaPublisher (acks=all, idempotent).
+    **faust_options(settings),
 )
 
 calls_topic = app.topic(settings.topic(topics.CALLS), key_serializer="raw", value_serializer="raw")

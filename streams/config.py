@@ -6,7 +6,7 @@ Every variable is documented in the README ("Configuration").
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -24,7 +24,8 @@ class Settings:
     partitions: int = 4
     metrics_port: int = 9108
     policy_path: str | None = None
-    pseudonym_key: str = ""  # required by `crisis worker`: a known key makes person_ref reversible
+    # required by `crisis worker`: a known key makes person_ref reversible. repr=False: never in a log line.
+    pseudonym_key: str = field(default="", repr=False)
     timer_clock: Literal["wall", "event"] = "wall"
     timer_tick_seconds: float = 1.0
     timer_lateness_seconds: float = 5.0
@@ -43,6 +44,25 @@ class Settings:
     outcomes_feed_interval_seconds: float = 30.0
     suppression_threshold: int = 10  # counts from 1 to this are never shown in reports or on the feed
     report_metrics_file: str | None = None
+    # Kafka client security, the same for every client we run (streams.security builds their options).
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    # Idempotent producers (a retry never writes twice). Off only for a broker without them: the demo's tansu.
+    kafka_idempotent_producer: bool = True
+    # The topics we create: a production cluster keeps three copies and refuses writes below two.
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    # How long Kafka keeps the topics that carry personal data (inbound, dead letters); 0: the broker's default.
+    personal_topic_retention_hours: float = 0.0
+    # `crisis purge`: days a caller's phone number and a dispatcher's free text are kept in Postgres
+    # (longer than the follow-up window: a clinician calls back), and the raw bytes of a dead letter.
+    pii_retention_days: float = 90.0
+    dead_letter_retention_days: float = 30.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,6 +102,23 @@ class Settings:
                 _env("CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS", str(cls.outcomes_feed_interval_seconds))),
             suppression_threshold=int(_env("CRISIS_SUPPRESSION_THRESHOLD", str(cls.suppression_threshold))),
             report_metrics_file=os.environ.get("CRISIS_REPORT_METRICS_FILE") or None,
+            kafka_security_protocol=_env("KAFKA_SECURITY_PROTOCOL", cls.kafka_security_protocol).upper(),
+            kafka_sasl_mechanism=_env("KAFKA_SASL_MECHANISM", cls.kafka_sasl_mechanism).upper(),
+            kafka_sasl_username=_env("KAFKA_SASL_USERNAME", cls.kafka_sasl_username),
+            kafka_sasl_password=_env("KAFKA_SASL_PASSWORD", cls.kafka_sasl_password),
+            kafka_ssl_cafile=_env("KAFKA_SSL_CAFILE", cls.kafka_ssl_cafile),
+            kafka_ssl_certfile=_env("KAFKA_SSL_CERTFILE", cls.kafka_ssl_certfile),
+            kafka_ssl_keyfile=_env("KAFKA_SSL_KEYFILE", cls.kafka_ssl_keyfile),
+            kafka_idempotent_producer=_env("KAFKA_IDEMPOTENT_PRODUCER", "true").lower() not in ("false", "0", "no"),
+            replication_factor=int(_env("CRISIS_REPLICATION_FACTOR", str(cls.replication_factor))),
+            min_insync_replicas=int(_env("CRISIS_MIN_INSYNC_REPLICAS", str(cls.min_insync_replicas))),
+            personal_topic_retention_hours=float(
+                _env("CRISIS_PERSONAL_TOPIC_RETENTION_HOURS", str(cls.personal_topic_retention_hours))
+            ),
+            pii_retention_days=float(_env("CRISIS_PII_RETENTION_DAYS", str(cls.pii_retention_days))),
+            dead_letter_retention_days=float(
+                _env("CRISIS_DEAD_LETTER_RETENTION_DAYS", str(cls.dead_letter_retention_days))
+            ),
         )
         settings.earliest_event_time  # noqa: B018 - refuse a bad value now, not at the first event
         if settings.suppression_threshold < 0:
@@ -112,6 +149,19 @@ class Settings:
             "CRISIS_OUTCOMES_LATENESS_SECONDS": str(self.outcomes_lateness_seconds),
             "CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS": str(self.outcomes_feed_interval_seconds),
             "CRISIS_SUPPRESSION_THRESHOLD": str(self.suppression_threshold),
+            "KAFKA_SECURITY_PROTOCOL": self.kafka_security_protocol,
+            "KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism,
+            "KAFKA_SASL_USERNAME": self.kafka_sasl_username,
+            "KAFKA_SASL_PASSWORD": self.kafka_sasl_password,
+            "KAFKA_SSL_CAFILE": self.kafka_ssl_cafile,
+            "KAFKA_SSL_CERTFILE": self.kafka_ssl_certfile,
+            "KAFKA_SSL_KEYFILE": self.kafka_ssl_keyfile,
+            "KAFKA_IDEMPOTENT_PRODUCER": "true" if self.kafka_idempotent_producer else "false",
+            "CRISIS_REPLICATION_FACTOR": str(self.replication_factor),
+            "CRISIS_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
+            "CRISIS_PERSONAL_TOPIC_RETENTION_HOURS": str(self.personal_topic_retention_hours),
+            "CRISIS_PII_RETENTION_DAYS": str(self.pii_retention_days),
+            "CRISIS_DEAD_LETTER_RETENTION_DAYS": str(self.dead_letter_retention_days),
             **({"CRISIS_POLICY": self.policy_path} if self.policy_path else {}),
         }
 

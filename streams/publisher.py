@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -44,9 +44,16 @@ class KafkaPublisher:
     # Below the broker's default message.max.bytes (1 MiB): one record batch is one message there.
     MAX_BATCH_BYTES = 512 * 1024
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, client_options: Mapping[str, Any] | None = None,
+                 idempotent: bool = True) -> None:
+        # acks=all with idempotence: a record is acknowledged once every in-sync replica has it
+        # (min.insync.replicas of them, or the write is refused), and a retry after a lost
+        # acknowledgement (a broker killed mid-request) is dropped by the broker instead of written twice.
+        # client_options: SASL/TLS from streams.security.kafka_client_options. idempotent=False only for a
+        # broker that lacks it (tansu, the demo's).
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", max_batch_size=self.MAX_BATCH_BYTES, linger_ms=0
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=idempotent, max_batch_size=self.MAX_BATCH_BYTES,
+            linger_ms=0, **(client_options or {})
         )
         self.partitioner = DefaultPartitioner()
 

@@ -24,7 +24,6 @@ class IngestSettings:
     publish_timeout_seconds: float = 5.0
     retry_after_seconds: int = 5
     health_interval_seconds: float = 2.0
-    idempotence: bool = True
     tls_cert: str | None = None
     tls_key: str | None = None
 
@@ -44,7 +43,6 @@ class IngestSettings:
             retry_after_seconds=int(_env("CRISIS_INGEST_RETRY_AFTER_SECONDS", str(cls.retry_after_seconds))),
             health_interval_seconds=float(_env("CRISIS_INGEST_HEALTH_INTERVAL_SECONDS",
                                                str(cls.health_interval_seconds))),
-            idempotence=_env("CRISIS_INGEST_IDEMPOTENCE", "true").lower() not in ("0", "false", "no"),
             tls_cert=os.environ.get("CRISIS_INGEST_TLS_CERT") or None,
             tls_key=os.environ.get("CRISIS_INGEST_TLS_KEY") or None,
         )

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from crisis.ingest.config import IngestSettings
 from streams.config import Settings
 from streams.metrics import IngestMetrics
+from streams.security import kafka_client_options
 from streams.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,8 @@ class KafkaGate:
     async def _connect(self) -> None:
         timeout_ms = int(self.ingest.publish_timeout_seconds * 1000)
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all",
-            enable_idempotence=self.ingest.idempotence, request_timeout_ms=timeout_ms,
+            bootstrap_servers=self.settings.kafka_bootstrap, **kafka_client_options(self.settings), acks="all",
+            enable_idempotence=self.settings.kafka_idempotent_producer, request_timeout_ms=timeout_ms,
             # A broker that goes away must fail the publish within the request's bound, not block it.
             metadata_max_age_ms=30_000, retry_backoff_ms=100, linger_ms=0,
             # Room for many requests' records per partition batch; below message.max.bytes (1 MiB).

@@ -42,11 +42,11 @@ class IngestService:
 
 
 @contextlib.asynccontextmanager
-async def running_ingest(settings: Settings, centers: tuple[str, ...], *, idempotence: bool = True,
+async def running_ingest(settings: Settings, centers: tuple[str, ...], *,
                          publish_timeout_seconds: float = 5.0, wait_ready: bool = True) -> AsyncIterator[IngestService]:
     tokens = {center: new_token() for center in centers}
     store = load_tokens(None, ",".join(f"{center}={hash_token(token)}" for center, token in tokens.items()))
-    ingest = IngestSettings(idempotence=idempotence, publish_timeout_seconds=publish_timeout_seconds,
+    ingest = IngestSettings(publish_timeout_seconds=publish_timeout_seconds,
                             health_interval_seconds=0.5, retry_after_seconds=2)
     metrics = IngestMetrics(CollectorRegistry())
     gate = KafkaGate(settings, ingest, settings.topic(topics.CALLS), metrics)

@@ -135,9 +135,10 @@ async def test_while_kafka_is_unreachable_503_and_readyz_false_then_it_recovers(
                                                                                 call_received_factory):
     """tansu stands in for a broker that comes and goes (it does not do idempotent producers, so they are off)."""
     port = free_port()
-    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix="outage.", partitions=2)
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", topic_prefix="outage.", partitions=2,
+                        kafka_idempotent_producer=False)
     event = call_received_factory(event_id="stl-911:o1:received", call_id="stl-911:o1")
-    async with running_ingest(settings, ("stl-911",), idempotence=False, publish_timeout_seconds=2,
+    async with running_ingest(settings, ("stl-911",), publish_timeout_seconds=2,
                               wait_ready=False) as ingest:
         assert not await ingest.ready()
         status, headers, body = await ingest.post("/v1/events", event, "stl-911")

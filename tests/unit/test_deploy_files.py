@@ -21,20 +21,14 @@ COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 
-# The apache/kafka image drops its default config as soon as one KAFKA_* variable is set.
+# The broker settings a KRaft node needs (README, engineering notes): our start script writes them all.
 REQUIRED_KAFKA_SETTINGS = (
-    "CLUSTER_ID",
-    "KAFKA_PROCESS_ROLES",
-    "KAFKA_NODE_ID",
-    "KAFKA_CONTROLLER_QUORUM_VOTERS",
-    "KAFKA_LISTENERS",
-    "KAFKA_CONTROLLER_LISTENER_NAMES",
-    "KAFKA_INTER_BROKER_LISTENER_NAME",
-    "KAFKA_LOG_DIRS",
-    "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-    "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-    "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+    "node.id", "process.roles", "controller.quorum.voters", "listeners", "advertised.listeners",
+    "listener.security.protocol.map", "controller.listener.names", "inter.broker.listener.name", "log.dirs",
+    "offsets.topic.replication.factor", "transaction.state.log.replication.factor", "transaction.state.log.min.isr",
 )
+KAFKA_NODES = ("kafka-1", "kafka-2", "kafka-3")
+START_BROKER = ROOT / "deploy" / "kafka" / "start-broker.sh"
 
 
 def _service_block(text: str, name: str) -> str:
@@ -52,51 +46,63 @@ def _setting(block: str, key: str) -> str:
 
 def test_compose_defines_the_services() -> None:
     text = COMPOSE.read_text()
-    for name in ("kafka", "postgres", "migrate", "worker", "prometheus", "ingest"):
+    for name in (*KAFKA_NODES, "postgres", "migrate", "worker", "prometheus", "grafana"):
         _service_block(text, name)
 
 
-def test_compose_ingest_wiring() -> None:
+def test_compose_runs_three_kraft_nodes_from_the_official_image_with_our_start_script() -> None:
     text = COMPOSE.read_text()
-    ingest = _service_block(text, "ingest")
-    assert '["crisis", "ingest"]' in ingest
-    assert "CRISIS_INGEST_TOKENS: ${CRISIS_INGEST_TOKENS:?" in ingest, "no default token: each center gets its own"
-    assert "CRISIS_INGEST_HOST: 0.0.0.0" in ingest
-    assert '"8080:8080"' in ingest
-    assert re.search(r"kafka:\n\s+condition: service_healthy", ingest)
-    assert "/healthz" in ingest
-    assert "ingest:9109" in (PROMETHEUS / "prometheus.yml").read_text()
+    assert "KAFKA_CONTROLLER_QUORUM_VOTERS: 1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093" in text
+    for number, name in enumerate(KAFKA_NODES, start=1):
+        block = _service_block(text, name)
+        assert "image: apache/kafka:4.0.1" in block
+        assert 'entrypoint: ["/bin/bash", "/opt/crisis/start-broker.sh"]' in block
+        assert _setting(block, "KAFKA_NODE_ID") == str(number)
+        assert f"kafka-{number}-data:/var/lib/kafka/data" in block
+        assert "./deploy/tls/out:/etc/crisis/tls:ro" in block
+        assert f'"--bootstrap-server", "{name}:9092"' in block and "--command-config" in block
+    script = START_BROKER.read_text()
+    for key in REQUIRED_KAFKA_SETTINGS:
+        assert re.search(rf"^{re.escape(key)}=", script, re.MULTILINE), f"start-broker.sh does not set {key}"
+    for line in ("default.replication.factor=3", "min.insync.replicas=2", "offsets.topic.replication.factor=3",
+                 "transaction.state.log.min.isr=2", "unclean.leader.election.enable=false",
+                 "listener.security.protocol.map=INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL",
+                 "listener.name.controller.ssl.client.auth=required", "auto.create.topics.enable=false"):
+        assert line in script, line
 
 
-def test_compose_kafka_gives_every_required_setting() -> None:
-    kafka = _service_block(COMPOSE.read_text(), "kafka")
-    assert "image: apache/kafka:4.0.1" in kafka
-    missing = [key for key in REQUIRED_KAFKA_SETTINGS if not re.search(rf"^\s+{key}:", kafka, re.MULTILINE)]
-    assert not missing, f"kafka service lacks {missing}"
-    assert "CONTROLLER://" in _setting(kafka, "KAFKA_LISTENERS")
-    assert _setting(kafka, "KAFKA_CONTROLLER_LISTENER_NAMES") == "CONTROLLER"
-    assert "broker" in _setting(kafka, "KAFKA_PROCESS_ROLES")
-    assert "controller" in _setting(kafka, "KAFKA_PROCESS_ROLES")
-    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
-                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
-        assert _setting(kafka, key) == "1", key
-    assert "/opt/kafka/bin/kafka-broker-api-versions.sh" in kafka
-    assert "kafka-data:/var/lib/kafka/data" in kafka
+def test_compose_publishes_nothing_beyond_loopback_and_hard_codes_no_secret() -> None:
+    text = COMPOSE.read_text()
+    published = re.findall(r'^\s+- "([^"]+:\d+)"$', text, re.MULTILINE)
+    assert published and all(port.startswith("127.0.0.1:") for port in published), published
+    assert "crisis:crisis" not in text and "PLAINTEXT" not in text
+    for secret in ("KAFKA_BROKER_PASSWORD", "KAFKA_WORKER_PASSWORD", "KAFKA_CAD_PASSWORD",
+                   "POSTGRES_SUPERUSER_PASSWORD", "CRISIS_DB_OWNER_PASSWORD", "CRISIS_DB_WORKER_PASSWORD",
+                   "CRISIS_DB_REPORTS_PASSWORD",
+                   "CRISIS_DB_AUDITOR_PASSWORD", "CRISIS_DB_RETENTION_PASSWORD", "CRISIS_PSEUDONYM_KEY",
+                   "GRAFANA_ADMIN_PASSWORD"):
+        assert re.search(rf"\$\{{{secret}:\?", text), f"{secret} must be required from the environment"
 
 
 def test_compose_worker_wiring() -> None:
     text = COMPOSE.read_text()
     worker = _service_block(text, "worker")
-    assert "KAFKA_BOOTSTRAP: kafka:9092" in text
-    assert "DATABASE_URL: postgresql://crisis:crisis@postgres:5432/crisis" in text
+    assert "KAFKA_BOOTSTRAP: kafka-1:9092,kafka-2:9092,kafka-3:9092" in text
+    assert "KAFKA_SECURITY_PROTOCOL: SASL_SSL" in text and "KAFKA_SASL_MECHANISM: SCRAM-SHA-512" in text
+    assert 'CRISIS_REPLICATION_FACTOR: "3"' in text and 'CRISIS_MIN_INSYNC_REPLICAS: "2"' in text
+    assert ("DATABASE_URL: postgresql://crisis_app:${CRISIS_DB_WORKER_PASSWORD}@postgres:5432/crisis"
+            "?sslmode=verify-full&sslrootcert=/etc/crisis/tls/ca.crt") in worker
     assert "CRISIS_PSEUDONYM_KEY: ${CRISIS_PSEUDONYM_KEY:?set a secret key}" in worker
     assert '"9108"' in worker
-    assert re.search(r"kafka:\n\s+condition: service_healthy", worker)
+    for name in KAFKA_NODES:
+        assert re.search(rf"{name}:\n\s+condition: service_healthy", worker)
     assert re.search(r"migrate:\n\s+condition: service_completed_successfully", worker)
     migrate = _service_block(text, "migrate")
-    assert '["crisis", "migrate"]' in migrate
+    assert '["crisis", "migrate"]' in migrate and "postgresql://crisis_owner:" in migrate
     assert re.search(r"postgres:\n\s+condition: service_healthy", migrate)
-    assert "pg_isready" in _service_block(text, "postgres")
+    postgres = _service_block(text, "postgres")
+    assert "pg_isready" in postgres and "./deploy/postgres/init:/docker-entrypoint-initdb.d:ro" in postgres
+    assert "ports:" not in postgres, "Postgres is for the compose network only"
     prometheus = _service_block(text, "prometheus")
     assert "./deploy/prometheus/prometheus.yml:" in prometheus
     assert "./deploy/prometheus/alerts.yml:" in prometheus

@@ -137,13 +137,13 @@ def test_datasource_is_the_compose_prometheus() -> None:
     assert re.search(r"^\s+type: prometheus$", text, re.MULTILINE)
     assert re.search(r"^\s+uid: prometheus$", text, re.MULTILINE)
     assert re.search(r"^\s+url: http://prometheus:9090$", text, re.MULTILINE)
-    assert '"9090:9090"' in _service_block(COMPOSE.read_text(), "prometheus")
+    assert '"127.0.0.1:9090:9090"' in _service_block(COMPOSE.read_text(), "prometheus")  # loopback only
 
 
 def test_grafana_service_mounts_what_the_provisioning_files_reference() -> None:
     grafana = _service_block(COMPOSE.read_text(), "grafana")
     assert "image: grafana/grafana:11.3.0" in grafana
-    assert '"3000:3000"' in grafana
+    assert '"127.0.0.1:3000:3000"' in grafana  # loopback only
     assert re.search(r'GF_AUTH_ANONYMOUS_ENABLED: "true"', grafana)
     assert re.search(r"GF_AUTH_ANONYMOUS_ORG_ROLE: Viewer", grafana)
     assert re.search(r"depends_on:\n\s+- prometheus\n", grafana)

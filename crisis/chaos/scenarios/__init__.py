@@ -1,0 +1,48 @@
+"""The scenarios, one module each, and their sizes: ``FULL`` for ``crisis chaos``, ``SHORT`` for ``make test``.
+
+Every scenario is ``async def run(services, size, seed) -> RunOutcome``: it runs on the services it
+breaks (``crisis.chaos.environment.ChaosServices``), injects ``size.faults`` faults at moments chosen
+from ``seed``, and returns the checked outcome (``crisis.chaos.run.RunOutcome``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from crisis.chaos.environment import ChaosServices
+from crisis.chaos.run import RunOutcome
+
+
+@dataclass(frozen=True)
+class Size:
+    """How big a run is: input events, faults, how long an outage lasts, hostile records."""
+
+    events: int
+    faults: int
+    outage_seconds: float
+    hostile_examples: int
+    publish_rate: float = 2500.0  # the fastest input pace
+    timeout_seconds: float = 1200.0
+    fault_time_factor: float = 1.0  # < 1: trust faults to be over sooner (short runs, shorter outages)
+
+    def pace(self, faults: int, seconds_per_fault: float) -> float:
+        """An input pace that keeps input arriving until the last fault is over (each fault meets
+        fresh work, so its recovery can be measured), never faster than ``publish_rate``."""
+        feed_seconds = faults * seconds_per_fault * self.fault_time_factor + 10.0
+        return min(self.publish_rate, self.events / max(10.0, feed_seconds))
+
+
+FULL = Size(events=100_000, faults=6, outage_seconds=30.0, hostile_examples=1500)
+SHORT = Size(events=10_000, faults=2, outage_seconds=5.0, hostile_examples=150, timeout_seconds=420.0,
+             fault_time_factor=0.6)
+
+Scenario = Callable[[ChaosServices, Size, int], Awaitable[RunOutcome]]
+
+
+def fault_moments(seed: int, count: int, low: float = 0.08, high: float = 0.85) -> list[float]:
+    """``count`` random shares of the input, spread out: fault i happens once that much is stored."""
+    rng = random.Random(f"moments-{seed}")
+    width = (high - low) / count
+    return [low + width * (i + rng.uniform(0.1, 0.9)) for i in range(count)]
