@@ -154,7 +154,7 @@ class CallPipeline:
                 if refusal is not None:
                     state.reject(record, refusal, now)
                     continue
-                book.apply(event, record.partition, state.latest.get(event.call_id))
+                book.apply(event, record.partition, record.offset, state.latest.get(event.call_id))
                 previous = watermarks.get(record.partition)
                 if previous is None or event.occurred_at > previous:
                     watermarks[record.partition] = event.occurred_at

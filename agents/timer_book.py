@@ -41,6 +41,24 @@ class _Live:
     changed: bool = False
     failed_reason: str | None = None
     deadline: datetime | None = None  # the kind's next deadline of ``state``, computed once per state
+    # What this call's timers of this kind have seen, carried to a new sequence. Applying an event is
+    # not idempotent (an override read again after the team's timer closed would start a second
+    # one), so an event seen before is skipped: by its offset when Kafka delivers a record again (a
+    # crash or broker restart replays from the last commit; a call's records are in order on its
+    # partition, so everything up to the last applied offset was seen, with a timer or without), by
+    # its id when a CAD sends it again as a new record.
+    applied: set[str] = field(default_factory=set)
+    through_offset: int | None = None
+
+    def seen(self, event_id: str, partition: int, offset: int) -> bool:
+        return event_id in self.applied or (
+            partition == self.partition and self.through_offset is not None and offset <= self.through_offset)
+
+    def mark(self, event_id: str, partition: int, offset: int) -> None:
+        self.applied.add(event_id)
+        if partition == self.partition:
+            self.through_offset = offset if self.through_offset is None else max(self.through_offset, offset)
+        self.changed = True
 
     def __post_init__(self) -> None:
         if self.state is not None:
@@ -54,13 +72,13 @@ class _Live:
     def row(self) -> TimerRow:
         if self.failed_reason is None:
             return TimerRow(self.kind.name, self.call_id, self.seq, self.partition, self.kind.encode(self.state),
-                            self.deadline, self.stored)
+                            self.deadline, self.stored, None, tuple(sorted(self.applied)), self.through_offset)
         try:
             encoded = self.kind.encode(self.state) if self.state is not None else {}
         except Exception:
             encoded = {}
         return TimerRow(self.kind.name, self.call_id, self.seq, self.partition, encoded, None, self.stored,
-                        self.failed_reason)
+                        self.failed_reason, tuple(sorted(self.applied)), self.through_offset)
 
 
 @dataclass
@@ -80,6 +98,9 @@ class TimerBook:
     def __init__(self, kinds: Sequence[TimerKind[Any]], rows: Iterable[TimerRow] = ()) -> None:
         self.kinds = {kind.name: kind for kind in kinds}
         self.live: dict[tuple[str, str], _Live] = {}
+        # Timers a newer one of the same call and kind replaced in this transaction: still written, so
+        # the stored row has its final (stopped) state whatever the batch boundaries were.
+        self.replaced: list[_Live] = []
         self.effects = Effects()
         self.adopt(rows)
 
@@ -91,7 +112,8 @@ class TimerBook:
             current = self.live.get((row.kind, row.call_id))
             if kind is None or (current is not None and current.seq >= row.seq):
                 continue
-            live = _Live(kind, row.call_id, row.seq, row.partition, None, stored=True, failed_reason=row.failed_reason)
+            live = _Live(kind, row.call_id, row.seq, row.partition, None, stored=True, failed_reason=row.failed_reason,
+                         applied=set(row.applied_event_ids), through_offset=row.applied_through_offset)
             if row.failed_reason is None:
                 try:
                     live.state = kind.decode(row.state)
@@ -104,13 +126,14 @@ class TimerBook:
 
     # -- events ------------------------------------------------------------------------------
 
-    def apply(self, event: CallEvent, partition: int, decision: TriageDecision | None) -> None:
-        """Hand one accepted event of a call to every kind; ``decision`` is the call's current one."""
+    def apply(self, event: CallEvent, partition: int, offset: int, decision: TriageDecision | None) -> None:
+        """Hand one accepted event of a call (inbound at ``partition``/``offset``) to every kind, unless
+        they saw it already; ``decision`` is the call's current one."""
         for name, kind in self.kinds.items():
             if event.type not in kind.event_types:
                 continue
             live = self.live.get((name, event.call_id))
-            if live is not None and live.failed_reason is not None:
+            if live is not None and (live.failed_reason is not None or live.seen(event.event_id, partition, offset)):
                 continue
             context = TimerContext(decision if event.type in kind.needs_decision_for else None)
             try:
@@ -122,6 +145,9 @@ class TimerBook:
                 self._fail(live, f"applying {event.type} {event.event_id}", exc)
                 continue
             self._take(kind, event.call_id, partition, live, step, fired=False)
+            current = self.live.get((name, event.call_id))
+            if current is not None:
+                current.mark(event.event_id, partition, offset)
 
     def _take(self, kind: TimerKind[Any], call_id: str, partition: int, live: _Live | None, step: Step[Any],
               fired: bool) -> None:
@@ -140,8 +166,11 @@ class TimerBook:
                 log.error("%s timer of call %s started again while still running: the old one is kept too",
                           kind.name, call_id)
             seq = live.seq + 1 if live is not None else 0
+            if live is not None:
+                self.replaced.append(live)
             self.live[(kind.name, call_id)] = _Live(kind, call_id, seq, partition, step.state, stored=False,
-                                                    changed=True)
+                                                    changed=True, applied=set(live.applied) if live else set(),
+                                                    through_offset=live.through_offset if live else None)
         elif live is not None and step.state is not None and step.state is not live.state \
                 and step.state != live.state:
             live.update(step.state)
@@ -178,8 +207,8 @@ class TimerBook:
     def rows(self) -> list[TimerRow]:
         """The timers that changed, encoded for the store."""
         rows = []
-        for live in self.live.values():
-            if not live.changed:
+        for live in [*self.replaced, *self.live.values()]:
+            if not live.changed and live.stored:
                 continue
             try:
                 rows.append(live.row())

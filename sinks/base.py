@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -54,6 +54,10 @@ class TimerRow:
     next_deadline_at: datetime | None
     stored: bool = False  # read from the store (written back with an update) or new (inserted)
     failed_reason: str | None = None
+    # What the call's timers of this kind have seen (agents.timer_book): event ids, and the offset on
+    # ``partition`` up to which every record was seen.
+    applied_event_ids: tuple[str, ...] = ()
+    applied_through_offset: int | None = None
 
     @property
     def key(self) -> TimerKey:
@@ -234,8 +238,7 @@ class _InMemoryTransaction:
         for event in b.lifecycle:
             s.lifecycle.setdefault(event.event_id, event)
         for row in b.timers:
-            s.timers[row.key] = TimerRow(row.kind, row.call_id, row.seq, row.partition, row.state,
-                                         row.next_deadline_at, True, row.failed_reason)
+            s.timers[row.key] = replace(row, stored=True)
         for emitted in b.timer_events:
             s.timer_events.setdefault(emitted.event.event_id, emitted)
         for rejected in b.dead_letters:

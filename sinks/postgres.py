@@ -25,12 +25,15 @@ from sinks.base import BatchWrite, StaleRead, Stored, TimerRow
 if TYPE_CHECKING:
     from sinks.connection import Connection
 
-_TIMER_COLUMNS = "kind, call_id, seq, partition, state, next_deadline_at, failed_reason"
+_TIMER_COLUMNS = ("kind, call_id, seq, partition, state, next_deadline_at, failed_reason, applied_event_ids,"
+                  " applied_through_offset")
 
 
 def _timer_from_row(row: asyncpg.Record) -> TimerRow:
     return TimerRow(row["kind"], row["call_id"], row["seq"], row["partition"], orjson.loads(row["state"]),
-                    row["next_deadline_at"], stored=True, failed_reason=row["failed_reason"])
+                    row["next_deadline_at"], stored=True, failed_reason=row["failed_reason"],
+                    applied_event_ids=tuple(orjson.loads(row["applied_event_ids"])),
+                    applied_through_offset=row["applied_through_offset"])
 
 
 def _decision_from_row(row: asyncpg.Record) -> TriageDecision:
@@ -186,7 +189,8 @@ class PostgresTransaction:
 
 def _timer_fields(row: TimerRow) -> dict[str, Any]:
     return {"kind": row.kind, "call_id": row.call_id, "seq": row.seq, "partition": row.partition,
-            "state": row.state, "next_deadline_at": row.next_deadline_at, "failed_reason": row.failed_reason}
+            "state": row.state, "next_deadline_at": row.next_deadline_at, "failed_reason": row.failed_reason,
+            "applied_event_ids": row.applied_event_ids, "applied_through_offset": row.applied_through_offset}
 
 
 def _json_insert(table: str, columns: str, conflict: str, returning: str = "") -> str:
@@ -225,14 +229,17 @@ _INSERT_CALL_EVENTS = _json_insert(
     "ON CONFLICT DO NOTHING", "RETURNING event_id",
 )
 _TIMER_RECORD = ("kind text, call_id text, seq integer, partition integer, state json,"
-                 " next_deadline_at timestamptz, failed_reason text")
+                 " next_deadline_at timestamptz, failed_reason text, applied_event_ids json,"
+                 " applied_through_offset bigint")
 _INSERT_TIMERS = _json_insert("timers", _TIMER_RECORD, "ON CONFLICT DO NOTHING", "RETURNING call_id")
 # Rows the batch holds locked, its state complete: every field is replaced (an upsert finds each row
 # by its key directly; an UPDATE ... FROM join costs half as much again).
 _UPDATE_TIMERS = _json_insert(
     "timers", _TIMER_RECORD,
     "ON CONFLICT (call_id, kind, seq) DO UPDATE SET partition = EXCLUDED.partition, state = EXCLUDED.state,"
-    " next_deadline_at = EXCLUDED.next_deadline_at, failed_reason = EXCLUDED.failed_reason, updated_at = now()",
+    " next_deadline_at = EXCLUDED.next_deadline_at, failed_reason = EXCLUDED.failed_reason,"
+    " applied_event_ids = EXCLUDED.applied_event_ids, applied_through_offset = EXCLUDED.applied_through_offset,"
+    " updated_at = now()",
 )
 _INSERT_TIMER_EVENTS = _json_insert(
     "timer_events",
