@@ -19,8 +19,10 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import faust
 
@@ -34,10 +36,12 @@ def main() -> None:
     take = int(os.environ.get("CRISIS_BENCH_TAKE", "2000"))
     within = float(os.environ.get("CRISIS_BENCH_WITHIN_SECONDS", "0.05"))
     timeout = float(os.environ.get("CRISIS_BENCH_TIMEOUT_SECONDS", "300"))
+    app_id = os.environ.get("CRISIS_BENCH_APP_ID") or f"crisis-bench-noop-{uuid.uuid4().hex[:6]}"
     app = faust.App(
-        os.environ.get("CRISIS_BENCH_APP_ID") or f"crisis-bench-noop-{uuid.uuid4().hex[:6]}",
+        app_id,
         broker=broker_urls(bootstrap),
         store="memory://",
+        datadir=str(Path(tempfile.gettempdir()) / f"faust-{app_id}"),
         key_serializer="raw",
         value_serializer="raw",
         web_enabled=False,

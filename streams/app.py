@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import faust
 
 from streams import topics
@@ -20,6 +23,8 @@ app = faust.App(
     settings.app_id,
     broker=broker_urls(settings.kafka_bootstrap),
     store="memory://",  # no Faust tables: durable state lives in Postgres
+    # Faust still makes an (empty) data folder; by default "<app id>-data" in the working directory.
+    datadir=str(Path(tempfile.gettempdir()) / f"faust-{settings.app_id}"),
     key_serializer="raw",
     value_serializer="raw",  # we decode with pydantic ourselves, to dead-letter what fails
     topic_partitions=settings.partitions,
