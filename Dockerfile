@@ -17,11 +17,13 @@ COPY crisis ./crisis
 RUN pip install -c requirements.lock . \
     && rm -rf /src/build /src/*.egg-info
 
-# Non-root; Faust keeps its data directory under the working directory, so it must be writable.
-RUN useradd --create-home --uid 10001 crisis
+# Non-root. /var/lib/crisis/textfile holds `crisis report`'s metrics for node_exporter: a compose volume
+# mounted there takes this owner, so the unprivileged user can write it.
+RUN useradd --create-home --uid 10001 crisis \
+    && mkdir -p /var/lib/crisis/textfile && chown crisis /var/lib/crisis/textfile
 USER crisis
 WORKDIR /home/crisis
 
-# 9108 worker metrics; 8080 and 9109 the ingest service and its metrics (`crisis ingest`).
+# 9108 worker metrics and health; 8080 (8443 with TLS) and 9109 the ingest service and its metrics.
 EXPOSE 9108 8080 9109
 CMD ["crisis", "worker"]

@@ -27,6 +27,8 @@ DEADLETTER = "crisis.deadletter.v1"  # internal: rejected input with reason and 
 OUTCOMES = "crisis.outcomes.v1"  # partner topic: each center's daily outcome counts, suppressed, keyed by center_id
 
 ALL_TOPICS = (CALLS, TRIAGE, SLA, FOLLOWUPS, DEADLETTER, OUTCOMES)
+# What partner systems may read (deploy/kafka/access.sh grants exactly these): pseudonymous, no free text.
+PARTNER_TOPICS = (TRIAGE, SLA, FOLLOWUPS, OUTCOMES)
 # Topics that carry personal data (caller phone numbers, original bytes): their retention is ours to set.
 PERSONAL_DATA_TOPICS = (CALLS, DEADLETTER)
 

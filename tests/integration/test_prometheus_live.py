@@ -92,7 +92,9 @@ def scrape_config(worker_port: int, ingest_port: int, textfile_port: int) -> str
     for old, new in (("scrape_interval: 15s", "scrape_interval: 1s"),
                      ("evaluation_interval: 15s", "evaluation_interval: 1s"),
                      ("- alerts.yml", f"- {PROMETHEUS_DIR / 'alerts.yml'}"),
-                     ('"worker:9108"', f'"127.0.0.1:{worker_port}"'),
+                     ('dns_sd_configs:\n      - names: ["worker"]\n        type: A\n        port: 9108\n'
+                      '        refresh_interval: 15s',
+                      f'static_configs:\n      - targets: ["127.0.0.1:{worker_port}"]'),
                      ('"ingest:9109"', f'"127.0.0.1:{ingest_port}"'),
                      ('"node-exporter:9100"', f'"127.0.0.1:{textfile_port}"')):
         assert text.count(old) == 1, f"deploy/prometheus/prometheus.yml changed: {old!r} not found once"

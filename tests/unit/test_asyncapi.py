@@ -23,7 +23,7 @@ from streams import topics
 COMMITTED = REPO_ROOT / "docs" / "asyncapi.json"
 OFFICIAL_SCHEMA = Path(__file__).resolve().parent.parent / "fixtures" / "asyncapi-3.0.0-schema.json"
 REGENERATE = "docs/asyncapi.json is out of date: run `crisis asyncapi --out docs/asyncapi.json` and commit it"
-PARTNER_TOPICS = (topics.TRIAGE, topics.SLA, topics.FOLLOWUPS, topics.OUTCOMES)
+PARTNER_TOPICS = topics.PARTNER_TOPICS
 
 
 @pytest.fixture(scope="module")
