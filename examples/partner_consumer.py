@@ -16,7 +16,9 @@ What it shows (README, "For partners: consuming our topics"):
     python examples/partner_consumer.py --bootstrap kafka:9092 --group-id reporting-team --from-beginning
 
 Settings come from the arguments, else the environment: ``KAFKA_BOOTSTRAP``, ``CRISIS_TOPIC_PREFIX``,
-``PARTNER_GROUP_ID``. Stops cleanly on Ctrl-C or SIGTERM and prints a summary on stderr.
+``PARTNER_GROUP_ID``; on a secured deployment also ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_USERNAME``,
+``KAFKA_SASL_PASSWORD``, ``KAFKA_SSL_CAFILE`` (see ``connection_settings``). Stops cleanly on Ctrl-C
+or SIGTERM and prints a summary on stderr.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import contextlib
 import json
 import os
 import signal
+import ssl
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -42,11 +45,21 @@ PARTNER_TOPICS = (TRIAGE, SLA, FOLLOWUPS)
 DEFAULT_SEEN_IDS = 100_000
 
 
-def connection_settings(bootstrap: str) -> dict[str, Any]:
-    """Everything about reaching the brokers, in one place: where the SASL and TLS settings go when the
-    brokers require them (``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username``,
-    ``sasl_plain_password``, ``ssl_context``: aiokafka's names)."""
-    return {"bootstrap_servers": bootstrap}
+def connection_settings(bootstrap: str, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Everything about reaching the brokers, in one place. A secured deployment (the compose stack:
+    SASL/SCRAM over TLS, with access control) gives each partner a user of its own, allowed to read the
+    partner topics in consumer groups named after it: ``KAFKA_SECURITY_PROTOCOL=SASL_SSL``,
+    ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD``, and ``KAFKA_SSL_CAFILE`` (the deployment's CA)."""
+    settings: dict[str, Any] = {"bootstrap_servers": bootstrap}
+    protocol = environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper()
+    settings["security_protocol"] = protocol
+    if protocol.startswith("SASL_"):
+        settings.update(sasl_mechanism=environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512").upper(),
+                        sasl_plain_username=environ["KAFKA_SASL_USERNAME"],
+                        sasl_plain_password=environ["KAFKA_SASL_PASSWORD"])
+    if protocol in ("SSL", "SASL_SSL"):  # the broker's certificate and host name are always checked
+        settings["ssl_context"] = ssl.create_default_context(cafile=environ.get("KAFKA_SSL_CAFILE") or None)
+    return settings
 
 
 class SeenIds:

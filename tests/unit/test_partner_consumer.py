@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import ssl
 from datetime import UTC, datetime, timedelta
 from types import ModuleType
 
@@ -51,7 +52,18 @@ def test_seen_ids_forget_the_oldest_beyond_their_capacity(example):
 
 
 def test_connection_settings_are_in_one_place(example):
-    assert example.connection_settings("kafka:9092") == {"bootstrap_servers": "kafka:9092"}
+    assert example.connection_settings("kafka:9092", {}) == {"bootstrap_servers": "kafka:9092",
+                                                             "security_protocol": "PLAINTEXT"}
+
+
+def test_connection_settings_log_in_with_the_partners_own_user_over_tls(example):
+    settings = example.connection_settings("kafka-1:9094", {
+        "KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "KAFKA_SASL_USERNAME": "county-mh", "KAFKA_SASL_PASSWORD": "pw"})
+    context = settings.pop("ssl_context")
+    assert settings == {"bootstrap_servers": "kafka-1:9094", "security_protocol": "SASL_SSL",
+                        "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "county-mh",
+                        "sasl_plain_password": "pw"}
+    assert context.check_hostname and context.verify_mode == ssl.CERT_REQUIRED
 
 
 def _followup(kind: str) -> FollowupEvent:
