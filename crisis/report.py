@@ -18,7 +18,6 @@ from domain.outcome_report import ARRIVAL_BINS, Report, build_report, nearest_ra
 from domain.outcomes import MEASURES
 from domain.suppression import sensitive
 from sinks import outcome_queries as q
-from sinks.queries import connection
 
 FORMATS = tuple(RENDERERS)
 
@@ -63,18 +62,6 @@ def columns_for(by: str, start: date, end: date, tables: dict[str, dict[str, int
     return ["all", *periods]
 
 
-async def arrival_seconds(database_url: str, start: date, end: date, zone: ZoneInfo) -> list[float]:
-    """Request-to-arrival seconds of every team arrival of the range (no ids: durations only)."""
-    lower, upper = q.utc_bounds(start, end, zone)
-    async with connection(database_url) as conn:
-        rows = await conn.fetch(
-            "SELECT extract(epoch FROM team_arrived_at - team_requested_at)::float8 AS s FROM outcome_calls"
-            " WHERE received_at >= $1 AND received_at < $2 AND program_route IS NOT NULL"
-            " AND team_arrived_at IS NOT NULL AND team_requested_at IS NOT NULL"
-            " AND team_requested_at <= team_arrived_at", lower, upper)
-    return [float(row["s"]) for row in rows]
-
-
 def arrival_histogram(seconds: list[float]) -> dict[str, int]:
     """Counts by bin of minutes, ``bin:000-005`` ... ``bin:060+``."""
     names = _bin_names()
@@ -109,7 +96,7 @@ async def gather(database_url: str, request: ReportRequest, zone: ZoneInfo,
     repeats = await q.repeat_contacts(database_url, request.start, request.end, request.by, zone)
     for column in columns:
         tables[column].update(repeats.get(column, {"people": 0, "repeat_30d": 0, "repeat_90d": 0}))
-    seconds = await arrival_seconds(database_url, request.start, request.end, zone)
+    seconds = await q.arrival_seconds(database_url, request.start, request.end, zone)
     tables["arrival"] = arrival_histogram(seconds)
     step("suppressing small cells")
     report = build_report(request.start, request.end, request.by, zone.key, columns, tables, stats,

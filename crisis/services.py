@@ -21,6 +21,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from sinks.admin import create_database as create_database  # re-exported: the services' users make databases
+from sinks.admin import drop_database as drop_database
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 KAFKA_CACHE = Path(os.environ.get("CRISIS_KAFKA_CACHE", REPO_ROOT / ".cache" / "kafka"))
@@ -251,26 +254,6 @@ class EmbeddedPostgres:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-async def create_database(admin_url: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
-async def drop_database(admin_url: str, name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 @contextlib.contextmanager

@@ -133,6 +133,18 @@ async def repeat_contacts(database_url: str, start: date, end: date, by: str, zo
     return out
 
 
+async def arrival_seconds(database_url: str, start: date, end: date, zone: ZoneInfo) -> list[float]:
+    """Request-to-arrival seconds of every team arrival of the range (no ids: durations only)."""
+    lower, upper = utc_bounds(start, end, zone)
+    async with connection(database_url) as conn:
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM team_arrived_at - team_requested_at)::float8 AS s FROM outcome_calls"
+            " WHERE received_at >= $1 AND received_at < $2 AND program_route IS NOT NULL"
+            " AND team_arrived_at IS NOT NULL AND team_requested_at IS NOT NULL"
+            " AND team_requested_at <= team_arrived_at", lower, upper)
+    return [float(row["s"]) for row in rows]
+
+
 async def start_report_run(database_url: str, run: dict[str, Any]) -> int:
     """Record a report run before it reads anything (the audit keeps failed runs too); returns its id."""
     async with connection(database_url) as conn:
