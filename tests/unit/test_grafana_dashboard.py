@@ -11,7 +11,7 @@ import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tests.unit.test_deploy_files import COMPOSE, ROOT, _promtool, _service_block, exposed_metric_names, metric_families
+from tests.unit.test_deploy_files import ROOT, _promtool, exposed_metric_names, metric_families, services
 
 GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "crisis-pipeline.json"
@@ -51,9 +51,8 @@ def _strip_suffix(name: str) -> str:
 
 def _mounts(service: str) -> dict[str, tuple[str, str]]:
     """Bind mounts of a compose service: container path -> (host path relative to the repository, mode)."""
-    block = _service_block(COMPOSE.read_text(), service)
-    mounts = re.findall(r"^\s+- \./([^:\s]+):([^:\s]+)(?::(\w+))?\s*$", block, re.MULTILINE)
-    return {target: (source, mode) for source, target, mode in mounts}
+    mounts = [volume.split(":") for volume in services()[service]["volumes"] if volume.startswith("./")]
+    return {parts[1]: (parts[0].removeprefix("./"), parts[2] if len(parts) > 2 else "") for parts in mounts}
 
 
 def test_dashboard_identity() -> None:
@@ -137,16 +136,16 @@ def test_datasource_is_the_compose_prometheus() -> None:
     assert re.search(r"^\s+type: prometheus$", text, re.MULTILINE)
     assert re.search(r"^\s+uid: prometheus$", text, re.MULTILINE)
     assert re.search(r"^\s+url: http://prometheus:9090$", text, re.MULTILINE)
-    assert '"127.0.0.1:9090:9090"' in _service_block(COMPOSE.read_text(), "prometheus")  # loopback only
+    assert services()["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]  # loopback only
 
 
 def test_grafana_service_mounts_what_the_provisioning_files_reference() -> None:
-    grafana = _service_block(COMPOSE.read_text(), "grafana")
-    assert "image: grafana/grafana:11.3.0" in grafana
-    assert '"127.0.0.1:3000:3000"' in grafana  # loopback only
-    assert re.search(r'GF_AUTH_ANONYMOUS_ENABLED: "true"', grafana)
-    assert re.search(r"GF_AUTH_ANONYMOUS_ORG_ROLE: Viewer", grafana)
-    assert re.search(r"depends_on:\n\s+- prometheus\n", grafana)
+    grafana = services()["grafana"]
+    assert grafana["image"] == "grafana/grafana:11.3.0"
+    assert grafana["ports"] == ["127.0.0.1:3000:3000"]  # loopback only
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert grafana["environment"]["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    assert grafana["depends_on"] == ["prometheus"]
 
     mounts = _mounts("grafana")
     assert all(mode == "ro" for _, mode in mounts.values()), f"grafana mounts must be read-only: {mounts}"
@@ -162,7 +161,7 @@ def test_grafana_service_mounts_what_the_provisioning_files_reference() -> None:
     host_folder = ROOT / mounts[provider_path.group(1)][0]
     assert DASHBOARD.parent == host_folder, f"the dashboard is not in {host_folder}"
 
-    home = re.search(r"GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH: (\S+)", grafana)
+    home = grafana["environment"].get("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH")
     assert home, "no home dashboard"
-    home_path = PurePosixPath(home.group(1))
+    home_path = PurePosixPath(home)
     assert str(home_path.parent) == provider_path.group(1) and home_path.name == DASHBOARD.name
