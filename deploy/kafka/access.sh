@@ -54,12 +54,16 @@ ssl.truststore.location=$tls/ca.crt
 PROPERTIES
 
 admin=(--bootstrap-server "$KAFKA_BOOTSTRAP" --command-config "$config")
+# One call per grant: each is a JVM start, so operations and resources go together where they can.
 allow() {  # allow PRINCIPAL OPERATIONS... -- RESOURCE ARGS...
   local principal=$1; shift
   local args=()
   while [ "$1" != "--" ]; do args+=(--operation "$1"); shift; done
   shift
   "$home/bin/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$principal" "${args[@]}" "$@" >/dev/null
+}
+topic_args() {  # --topic A --topic B ...
+  for topic in "$@"; do printf -- '--topic\n%s\n' "$topic"; done
 }
 
 users=("$worker:$KAFKA_WORKER_PASSWORD" "$ingest:$KAFKA_INGEST_PASSWORD" "$cad:$KAFKA_CAD_PASSWORD")
@@ -73,25 +77,21 @@ for pair in "${users[@]}"; do
     --add-config "SCRAM-SHA-512=[password=${pair#*:}]" >/dev/null
 done
 
-allow "$worker" Read Describe -- --topic "$inbound"
-allow "$worker" Read Describe -- --group "$app_id"
-for topic in "${partner_topics[@]}" "$deadletter"; do
-  allow "$worker" Write Describe -- --topic "$topic"
-done
-for topic in "$inbound" "${partner_topics[@]}" "$deadletter"; do
-  allow "$worker" Create DescribeConfigs -- --topic "$topic"
-done
+mapfile -t ours < <(topic_args "$inbound" "${partner_topics[@]}" "$deadletter")
+mapfile -t written < <(topic_args "${partner_topics[@]}" "$deadletter")
+mapfile -t shared < <(topic_args "${partner_topics[@]}")
+
+allow "$worker" Read Describe -- --topic "$inbound" --group "$app_id"
+allow "$worker" Write Describe -- "${written[@]}"
+allow "$worker" Create DescribeConfigs -- "${ours[@]}"
 # Faust's leader-assignor topic, which it creates, writes and reads.
 allow "$worker" All -- --resource-pattern-type prefixed --topic "$app_id-"
 
-for writer in "$ingest" "$cad"; do
-  allow "$writer" Write Describe -- --topic "$inbound"
-done
+"$home/bin/kafka-acls.sh" "${admin[@]}" --add --allow-principal "User:$ingest" --allow-principal "User:$cad" \
+  --operation Write --operation Describe --topic "$inbound" >/dev/null
 
 for partner in "${partners[@]}"; do
-  for topic in "${partner_topics[@]}"; do
-    allow "$partner" Read Describe -- --topic "$topic"
-  done
+  allow "$partner" Read Describe -- "${shared[@]}"
   allow "$partner" Read Describe -- --resource-pattern-type prefixed --group "$partner-"
 done
 echo "access granted: worker $worker, ingest $ingest, CAD $cad, partners: ${partners[*]:-none}"

@@ -1,4 +1,4 @@
-"""The fault-injection suite, shortened (``crisis.chaos.scenarios.SHORT``: 10,000 events, 2 faults, 5 s
+"""The fault-injection suite, shortened (``crisis.chaos.scenarios.SHORT``: 4,000 events, 2 faults, 5 s
 outages), on real Apache Kafka (SASL/SCRAM) and PostgreSQL (passwords, the worker as a ``crisis_worker``
 login).
 

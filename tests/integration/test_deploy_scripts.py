@@ -55,11 +55,14 @@ def _fake_kafka_home(root: Path) -> Path:
     java = shutil.which("java")
     bin_dir = root / "bin"
     bin_dir.mkdir(parents=True)
-    for name, main in (("kafka-storage.sh", "kafka.tools.StorageTool"), ("kafka-server-start.sh", "kafka.Kafka"),
-                       ("kafka-acls.sh", "org.apache.kafka.tools.AclCommand"),
-                       ("kafka-configs.sh", "kafka.admin.ConfigCommand")):
+    # The command-line tools start a JVM each and run for a second: the quick compiler and a small heap.
+    tool = "-Xmx128m -XX:+UseSerialGC -XX:TieredStopAtLevel=1"
+    for name, main, options in (("kafka-storage.sh", "kafka.tools.StorageTool", tool),
+                                ("kafka-server-start.sh", "kafka.Kafka", "-Xmx256m"),
+                                ("kafka-acls.sh", "org.apache.kafka.tools.AclCommand", tool),
+                                ("kafka-configs.sh", "kafka.admin.ConfigCommand", tool)):
         script = bin_dir / name
-        script.write_text(f'#!/bin/sh\nexec "{java}" -Xmx256m -cp "{libs}/*" {main} "$@"\n')
+        script.write_text(f'#!/bin/sh\nexec "{java}" {options} -cp "{libs}/*" {main} "$@"\n')
         script.chmod(0o755)
     return root
 

@@ -35,7 +35,7 @@ class Size:
 
 
 FULL = Size(events=100_000, faults=6, outage_seconds=30.0, hostile_examples=1500)
-SHORT = Size(events=10_000, faults=2, outage_seconds=5.0, hostile_examples=150, timeout_seconds=420.0,
+SHORT = Size(events=4_000, faults=2, outage_seconds=5.0, hostile_examples=150, timeout_seconds=420.0,
              fault_time_factor=0.6)
 
 Scenario = Callable[[ChaosServices, Size, int], Awaitable[RunOutcome]]
