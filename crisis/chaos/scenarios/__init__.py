@@ -7,12 +7,14 @@ from ``seed``, and returns the checked outcome (``crisis.chaos.run.RunOutcome``)
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from crisis.chaos.environment import ChaosServices
-from crisis.chaos.run import RunOutcome
+from crisis.chaos.proxy import CutMode, TcpProxy
+from crisis.chaos.run import ChaosRun, RunOutcome
 
 
 @dataclass(frozen=True)
@@ -46,3 +48,28 @@ def fault_moments(seed: int, count: int, low: float = 0.08, high: float = 0.85) 
     rng = random.Random(f"moments-{seed}")
     width = (high - low) / count
     return [low + width * (i + rng.uniform(0.1, 0.9)) for i in range(count)]
+
+
+# A cut line once as a network partition (``blackhole``: nothing answers), once as a host gone away
+# (``reset``: every connection refused).
+CUT_MODES: tuple[CutMode, ...] = ("blackhole", "reset")
+
+
+async def cut_at_moments(chaos: ChaosRun, proxy: TcpProxy, size: Size, seed: int, what: str) -> RunOutcome:
+    """Run ``chaos``, cutting the worker's line to ``what`` through ``proxy`` in each of ``CUT_MODES`` for
+    ``size.outage_seconds`` at seeded moments, each cut restored and recovered from before the next."""
+    try:
+        await chaos.prepare()
+        for index, share in enumerate(fault_moments(seed, len(CUT_MODES))):
+            mode = CUT_MODES[index % len(CUT_MODES)]
+            await chaos.reached(share)
+            fault = chaos.begin_fault(f"worker cut off from {what} ({mode}) for {size.outage_seconds:g} s")
+            proxy.cut(mode)
+            await asyncio.sleep(size.outage_seconds)  # the length of the outage, not a guess at speed
+            proxy.restore()
+            await chaos.end_fault(fault)
+            await chaos.wait_recovered(fault)
+        return await chaos.finish()
+    finally:
+        await chaos.close()
+        proxy.stop()

@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 
 from crisis.chaos.environment import ChaosServices
-from crisis.chaos.proxy import CutMode, TcpProxy
+from crisis.chaos.proxy import TcpProxy
 from crisis.chaos.run import ChaosRun, RunOutcome
-from crisis.chaos.scenarios import Size, fault_moments
+from crisis.chaos.scenarios import CUT_MODES, Size, cut_at_moments
 
 NAME = "kafka_partition"
 DESCRIPTION = "worker cut off from Kafka by a TCP proxy (partition, then refused connections), restored"
-MODES: tuple[CutMode, ...] = ("blackhole", "reset")
 
 
 async def run(services: ChaosServices, size: Size, seed: int) -> RunOutcome:
@@ -23,19 +22,5 @@ async def run(services: ChaosServices, size: Size, seed: int) -> RunOutcome:
     assert node.proxied_port is not None and node.proxy_port is not None
     proxy = TcpProxy(node.proxied_port, port=node.proxy_port).start()
     chaos = ChaosRun(NAME, services.deployment(kafka, postgres, worker_bootstrap=kafka.proxied_bootstrap),
-                     size.events, seed, size.pace(len(MODES), size.outage_seconds + 8.0), size.timeout_seconds)
-    try:
-        await chaos.prepare()
-        for index, share in enumerate(fault_moments(seed, len(MODES))):
-            mode = MODES[index % len(MODES)]
-            await chaos.reached(share)
-            fault = chaos.begin_fault(f"worker cut off from Kafka ({mode}) for {size.outage_seconds:g} s")
-            proxy.cut(mode)
-            await asyncio.sleep(size.outage_seconds)  # the length of the outage, not a guess at speed
-            proxy.restore()
-            await chaos.end_fault(fault)
-            await chaos.wait_recovered(fault)
-        return await chaos.finish()
-    finally:
-        await chaos.close()
-        proxy.stop()
+                     size.events, seed, size.pace(len(CUT_MODES), size.outage_seconds + 8.0), size.timeout_seconds)
+    return await cut_at_moments(chaos, proxy, size, seed, "Kafka")
