@@ -7,17 +7,15 @@ progress, and hands the events to a file or to ``crisis.calls.v1``.
 from __future__ import annotations
 
 import csv
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO
 
-from pydantic import ValidationError
-
 from domain.cad_export import Conversion, ExportConverter, ImportedEvent
 from domain.cad_mapping import CadMapping
+from domain.policy import load_toml_model
 from schemas.calls import encode_call_event
 
 
@@ -27,18 +25,7 @@ class CadImportError(ValueError):
 
 def load_mapping(path: Path) -> CadMapping:
     """Load and validate a mapping file; ``CadImportError`` names the file and every problem."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise CadImportError(f"mapping file not found: {path}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CadImportError(f"mapping file {path} is not valid TOML (UTF-8): {exc}") from exc
-    try:
-        return CadMapping.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
-                             for err in exc.errors(include_url=False))
-        raise CadImportError(f"mapping file {path} is invalid: {problems}") from exc
+    return load_toml_model(path, CadMapping, "mapping file", CadImportError)
 
 
 @dataclass(frozen=True)

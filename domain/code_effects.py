@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from schemas.calls import Concern
 
-# The safety flags of ``call.received`` a code may raise: the same set as ``domain.policy.SafetyFlag``
-# (a unit test keeps the two equal; declared here because the policy imports this module).
+# The safety flags of ``call.received``, which a code may raise (``domain.policy.SafetyFlag`` is this
+# same list: declared here because the policy imports this module).
 MappedFlag = Literal[
     "weapon_present",
     "violence_or_threat_to_others",

@@ -9,27 +9,23 @@ from datetime import datetime, time, timedelta
 from functools import cached_property
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from domain.code_effects import MappedFlag
 from domain.nature_codes import NatureCodeSettings
 from schemas.calls import Concern, Disposition
 from schemas.followups import Contact
 from schemas.sla import Response
 from schemas.triage import Route
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
 DEFAULT_POLICY_PATH = Path(__file__).parent / "policies" / "default.toml"
 
-SafetyFlag = Literal[
-    "weapon_present",
-    "violence_or_threat_to_others",
-    "crime_in_progress",
-    "medical_emergency",
-    "imminent_risk_to_self",
-    "caller_requests_police",
-]
+SafetyFlag = MappedFlag  # one list of the flags: the codes' mapping raises the same ones the rules read
 SAFETY_FLAGS: tuple[str, ...] = SafetyFlag.__args__  # type: ignore[attr-defined]
 
 
@@ -223,18 +219,23 @@ class Policy(BaseModel):
 def load_policy(path: str | Path | None = None) -> Policy:
     """Load and validate a policy file; ``None`` means ``$CRISIS_POLICY`` or the shipped default."""
     chosen = Path(path or os.environ.get("CRISIS_POLICY") or DEFAULT_POLICY_PATH)
+    return load_toml_model(chosen, Policy, "policy file", PolicyError)
+
+
+def load_toml_model(path: Path, model: type[_Model], what: str, error: type[Exception]) -> _Model:
+    """Read a TOML file into ``model``; ``error`` names the file and every problem (missing, unreadable,
+    not TOML, each invalid field) in one message."""
     try:
-        data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise PolicyError(f"policy file not found: {chosen}") from exc
+        raise error(f"{what} not found: {path}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"policy file {chosen} is not valid TOML (UTF-8): {exc}") from exc
+        raise error(f"{what} {path} is not valid TOML (UTF-8): {exc}") from exc
     except OSError as exc:
-        raise PolicyError(f"policy file {chosen} cannot be read: {exc.strerror or exc}") from exc
+        raise error(f"{what} {path} cannot be read: {exc.strerror or exc}") from exc
     try:
-        return Policy.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        )
-        raise PolicyError(f"policy file {chosen} is invalid: {problems}") from exc
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                             for err in exc.errors(include_url=False))
+        raise error(f"{what} {path} is invalid: {problems}") from exc
