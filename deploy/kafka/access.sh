@@ -68,9 +68,18 @@ topic_args() {  # --topic A --topic B ...
 
 users=("$worker:$KAFKA_WORKER_PASSWORD" "$ingest:$KAFKA_INGEST_PASSWORD" "$cad:$KAFKA_CAD_PASSWORD")
 partners=()
-for pair in ${KAFKA_PARTNERS:-}; do
+read -ra partner_pairs <<< "${KAFKA_PARTNERS:-}"  # split on spaces, no file-name expansion
+for pair in "${partner_pairs[@]}"; do
+  name=${pair%%:*}
+  # A plain name: "User:*" would be every user, and a partner must not take over one of ours.
+  if [[ ! $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]*$ || $pair != *:?* ]] \
+      || [[ " broker $worker $ingest $cad " == *" $name "* ]]; then
+    echo "KAFKA_PARTNERS: '$name' is not a partner user (name:password, name of letters, digits, . _ -," \
+      "not one of the pipeline's users)" >&2
+    exit 2
+  fi
   users+=("$pair")
-  partners+=("${pair%%:*}")
+  partners+=("$name")
 done
 for pair in "${users[@]}"; do
   "$home/bin/kafka-configs.sh" "${admin[@]}" --alter --entity-type users --entity-name "${pair%%:*}" \

@@ -317,3 +317,17 @@ def test_prometheus_config_is_valid() -> None:
 def test_alert_rules_pass_their_unit_tests() -> None:
     result = _promtool("test", "rules", "deploy/prometheus/alerts_test.yml")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("partners", ["*:secret", "cad:secret", "crisis-worker:secret", "broker:secret",
+                                      "county-mh:", "county mh:secret", "-county:secret"])
+def test_access_script_refuses_a_partner_that_is_not_a_plain_name_of_its_own(partners: str, tmp_path: Path) -> None:
+    """``User:*`` is every user in Kafka's ACLs, and a partner named like one of ours would share its grants:
+    the job stops before it changes anything (no Kafka tool is ever called here)."""
+    env = {"PATH": "/usr/bin:/bin", "KAFKA_BOOTSTRAP": "kafka-1:9092", "KAFKA_BROKER_PASSWORD": "x",
+           "KAFKA_WORKER_PASSWORD": "x", "KAFKA_INGEST_PASSWORD": "x", "KAFKA_CAD_PASSWORD": "x",
+           "KAFKA_HOME": str(tmp_path / "no-kafka"), "KAFKA_PARTNERS": f"county-a:secret {partners}"}
+    result = subprocess.run(["bash", str(ACCESS)], env=env, capture_output=True, text=True, timeout=30, check=False,
+                            cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "is not a partner user" in result.stderr
