@@ -85,34 +85,32 @@ def computable(lines: Sequence[Line], values: Mapping[str, int], unknown: set[st
     return found
 
 
+def _eliminate(row: dict[str, Fraction], pivot: str, pivot_row: dict[str, Fraction]) -> None:
+    """Subtract ``pivot_row`` from ``row`` so that ``row`` no longer names ``pivot`` (zero cells dropped)."""
+    factor = row.get(pivot)
+    if factor:
+        for cell, c in pivot_row.items():
+            value = row.get(cell, Fraction(0)) - factor * c
+            if value:
+                row[cell] = value
+            else:
+                row.pop(cell, None)
+
+
 def _determined(system: list[tuple[dict[str, Fraction], Fraction]]) -> set[str]:
     """Gauss-Jordan: a pivot variable is determined when its reduced row names no other variable."""
     rows = [dict(row) for row, _ in system]
     pivots: list[tuple[str, dict[str, Fraction]]] = []
     for row in rows:
         for pivot, pivot_row in pivots:
-            factor = row.get(pivot)
-            if factor:
-                for cell, c in pivot_row.items():
-                    value = row.get(cell, Fraction(0)) - factor * c
-                    if value:
-                        row[cell] = value
-                    else:
-                        row.pop(cell, None)
+            _eliminate(row, pivot, pivot_row)
         if not row:
             continue
         pivot = min(row)
         scale = row[pivot]
         row = {cell: c / scale for cell, c in row.items()}
         for _, other in pivots:  # keep earlier rows reduced against the new pivot
-            factor = other.get(pivot)
-            if factor:
-                for cell, c in row.items():
-                    value = other.get(cell, Fraction(0)) - factor * c
-                    if value:
-                        other[cell] = value
-                    else:
-                        other.pop(cell, None)
+            _eliminate(other, pivot, row)
         pivots.append((pivot, row))
     return {pivot for pivot, row in pivots if len(row) == 1}
 
