@@ -4,6 +4,8 @@ A day closes when its end (midnight in the policy's time zone) plus ``CRISIS_OUT
 has passed: by the wall clock live, by event time (the newest call stored for the center) in
 replay and simulation (``CRISIS_TIMER_CLOCK=event``). Each round (``tick``, on every worker):
 
+0. **count**: recount the center-days whose calls' facts changed (``outcome_daily``; the reports
+   read it too, so they are at most one round behind the facts);
 1. **revise**: for closed days whose aggregates changed since their last record, compute the day's
    counts, suppress small cells (a partner topic is a publication: the same rule as the reports),
    and store revision *n+1* when the suppressed counts differ from revision *n*, in one transaction;
@@ -19,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,10 +30,11 @@ import orjson
 
 from agents.clock import wall_clock
 from domain.outcome_report import complete, suppress_counts
-from domain.outcomes import MEASURES
+from domain.outcomes import MEASURES, day_bounds
 from domain.triage import deterministic_id
 from schemas.outcomes import OutcomesDaily
 from sinks import outcome_feed as feed
+from sinks.aggregates import count_all_changed_days
 from streams import topics
 from streams.cloudevents import cloudevent_headers
 from streams.config import Settings
@@ -46,7 +49,7 @@ RECORDS_PER_ROUND = 2000
 
 def day_end(day: date, zone: ZoneInfo) -> datetime:
     """The instant a local day ends."""
-    return datetime.combine(day + timedelta(days=1), time(0), zone)
+    return day_bounds(day, zone)[1]
 
 
 def record_for(center_id: str, day: date, revision: int, counts: dict[str, int], zone: ZoneInfo, threshold: int,
@@ -80,6 +83,7 @@ class OutcomesFeed:
     async def tick(self) -> int:
         """One round: revise closed days, publish what is stored; returns records published. Never raises."""
         try:
+            await count_all_changed_days(self.pool, self.zone)
             await self.revise()
             published = await self.publish()
             self.metrics.outcome_feed_pending.set(await feed.count_unpublished(self.pool))
