@@ -18,6 +18,7 @@ causes it, which is dead-lettered with the exception, and the rest of the batch 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -168,8 +169,14 @@ class CallPipeline:
                                     for kind, event in book.effects.events]
         stored = await tx.write(state.write)
         partition_of = {**book.partition_of(), **state.partitions}
-        await self.publisher.publish(outbound_messages(state.write, stored, partition_of, self.settings.topic,
-                                                       self.settings.event_source))
+        delivered = await self.publisher.send(outbound_messages(state.write, stored, partition_of, self.settings.topic,
+                                                                self.settings.event_source))
+        try:
+            await tx.finish()  # the outcome facts, written while the broker acknowledges
+        except BaseException:
+            await asyncio.gather(delivered, return_exceptions=True)  # no delivery left unawaited
+            raise
+        await delivered  # commit only what the broker has
         return stored
 
     # -- deadlines by event time -------------------------------------------------------------

@@ -122,6 +122,12 @@ class StoreTransaction(Protocol):
         """Store the batch idempotently; raises ``StaleRead`` when a new timer already exists."""
         ...
 
+    async def finish(self) -> None:
+        """The batch's last writes, after every ``write``: what its new events change in the outcome
+        facts (the rows every worker shares, so locked for the shortest time). Run at the commit if not
+        called before."""
+        ...
+
 
 class Store(Protocol):
     def transaction(self) -> contextlib.AbstractAsyncContextManager[StoreTransaction]: ...
@@ -227,6 +233,9 @@ class _InMemoryTransaction:
                         frozenset(e.event_id for e in batch.lifecycle if e.event_id not in self.store.lifecycle),
                         stored.timer_event_ids)
         return stored
+
+    async def finish(self) -> None:
+        return None  # the facts change at commit, with everything else
 
     def commit(self) -> None:
         if self.pending is None:

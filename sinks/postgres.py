@@ -69,6 +69,7 @@ class PostgresTransaction:
         self.conn = conn
         self.zone = zone  # outcome aggregates count by day and hour in the policy's time zone
         self.outcome_inputs: list[aggregates.OutcomeInput] = []  # events stored for the first time
+        self.finished = False
 
     async def lock_timers(self, call_ids: Sequence[str]) -> list[TimerRow]:
         if not call_ids:
@@ -118,6 +119,8 @@ class PostgresTransaction:
         return []
 
     async def write(self, batch: BatchWrite) -> Stored:
+        if self.finished:
+            raise RuntimeError("write after finish: its events would miss the outcome facts")
         call_ids: list[str] = []
         if batch.calls:
             call_ids = await self._insert(_INSERT_CALLS, [
@@ -172,6 +175,11 @@ class PostgresTransaction:
         self.outcome_inputs += aggregates.new_inputs(batch, set(call_ids), set(decision_ids), set(event_ids),
                                                      set(timer_event_ids))
         return Stored(frozenset(decision_ids), frozenset(timer_event_ids), frozenset(dead_ids))
+
+    async def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            await aggregates.record(self.conn, self.outcome_inputs, self.zone)
 
     async def _write_timers(self, rows: Sequence[TimerRow]) -> None:
         """Update the rows this batch locked; insert the new ones, and refuse to overwrite a row
@@ -272,9 +280,10 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             tx = PostgresTransaction(conn, self.zone)
             yield tx
-            # Outcome aggregates last, just before the commit (after publishing): every worker updates
-            # today's rows, so they are locked only for that moment, after all of the batch's own rows.
-            await aggregates.record(conn, tx.outcome_inputs, self.zone)
+            # Outcome facts last, just before the commit: every worker bumps today's row, so it is locked
+            # only for that moment, after all of the batch's own rows (the pipeline calls it earlier, while
+            # its messages are being acknowledged).
+            await tx.finish()
 
     async def ping(self) -> None:
         """Raise unless Postgres answers (readiness)."""

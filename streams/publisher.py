@@ -1,5 +1,8 @@
 """Publishing what a batch emits: all messages sent at once, then every delivery awaited.
 
+``send`` hands a batch's messages to the producer and returns what to await for their delivery,
+so the batch's last database writes run while the broker acknowledges; ``publish`` does both.
+
 A batch is acknowledged only after its messages are delivered, so a crash can replay a batch
 (deterministic event ids make the duplicate harmless) but never lose one.
 """
@@ -29,6 +32,11 @@ class OutboundMessage:
 
 
 class Publisher(Protocol):
+    async def send(self, messages: Sequence[OutboundMessage]) -> Awaitable[None]:
+        """Hand all messages to the producer; the result completes once the broker acknowledged every one
+        (and raises if one was refused). It must be awaited before anything counts as published."""
+        ...
+
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
         """Send all messages and return once the broker acknowledged every one."""
         ...
@@ -68,8 +76,11 @@ class KafkaPublisher:
         await self.producer.client.fetch_all_metadata()  # raises when no broker answers
 
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
+        await (await self.send(messages))
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> Awaitable[None]:
         if not messages:
-            return
+            return _delivered()
         groups: dict[tuple[str, int], list[OutboundMessage]] = defaultdict(list)
         partitions: dict[str, list[int]] = {}
         for message in messages:
@@ -92,7 +103,18 @@ class KafkaPublisher:
                     batch.append(key=message.key, value=message.value, timestamp=None, headers=headers)
             batch.close()
             deliveries.append(await self.producer.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*deliveries)
+        return _all_delivered(deliveries)
+
+
+async def _all_delivered(deliveries: Sequence[Awaitable[object]]) -> None:
+    await asyncio.gather(*deliveries)
+
+
+def _delivered() -> Awaitable[None]:
+    """Nothing left to wait for."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.set_result(None)
+    return done
 
 
 class ListPublisher:
@@ -103,6 +125,10 @@ class ListPublisher:
 
     async def publish(self, messages: Sequence[OutboundMessage]) -> None:
         self.messages.extend(messages)
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> Awaitable[None]:
+        await self.publish(messages)  # through publish: tests replace it to make the broker fail
+        return _delivered()
 
     def on(self, topic: str) -> list[OutboundMessage]:
         return [m for m in self.messages if m.topic == topic]
