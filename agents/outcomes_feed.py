@@ -4,8 +4,8 @@ A day closes when its end (midnight in the policy's time zone) plus ``CRISIS_OUT
 has passed: by the wall clock live, by event time (the newest call stored for the center) in
 replay and simulation (``CRISIS_TIMER_CLOCK=event``). Each round (``tick``, on every worker):
 
-0. **count**: recount the center-days whose calls' facts changed (``outcome_daily``; the reports
-   read it too, so they are at most one round behind the facts);
+0. **count**: recount the closed center-days whose calls' facts changed (``outcome_daily``, which
+   the reports read too; a day is counted once it closes, and again when a late event changes it);
 1. **revise**: for closed days whose aggregates changed since their last record, compute the day's
    counts, suppress small cells (a partner topic is a publication: the same rule as the reports),
    and store revision *n+1* when the suppressed counts differ from revision *n*, in one transaction;
@@ -33,8 +33,8 @@ from domain.outcome_report import complete, suppress_counts
 from domain.outcomes import MEASURES, day_bounds
 from domain.triage import deterministic_id
 from schemas.outcomes import OutcomesDaily
+from sinks import aggregates
 from sinks import outcome_feed as feed
-from sinks.aggregates import count_all_changed_days
 from streams import topics
 from streams.cloudevents import cloudevent_headers
 from streams.config import Settings
@@ -44,6 +44,7 @@ from streams.publisher import OutboundMessage, Publisher
 log = logging.getLogger(__name__)
 
 DAYS_PER_ROUND = 2000
+DAYS_PER_COUNT = 5  # a day's calls are read and counted whole: a few per transaction
 RECORDS_PER_ROUND = 2000
 
 
@@ -81,9 +82,10 @@ class OutcomesFeed:
         self.topic = settings.topic(topics.OUTCOMES)
 
     async def tick(self) -> int:
-        """One round: revise closed days, publish what is stored; returns records published. Never raises."""
+        """One round: count and revise closed days, publish what is stored; returns records published.
+        Never raises."""
         try:
-            await count_all_changed_days(self.pool, self.zone)
+            await self.count()
             await self.revise()
             published = await self.publish()
             self.metrics.outcome_feed_pending.set(await feed.count_unpublished(self.pool))
@@ -97,11 +99,32 @@ class OutcomesFeed:
         now = wall if self.live else clocks.get(center_id)
         return now is not None and now - self.lateness >= day_end(day, self.zone)
 
+    def _last_closable_day(self, wall: datetime) -> date | None:
+        """Live, no day after the last one closed by the wall clock can close: their rows stay unlocked
+        (today's is every batch's). By event time each center's clock decides (``None``: no bound)."""
+        return (wall - self.lateness).astimezone(self.zone).date() - timedelta(days=1) if self.live else None
+
+    async def count(self) -> int:
+        """Recount the closed days whose facts changed (``outcome_daily``), a few per transaction so that no
+        day's row is held long; returns how many. Open days are counted once they close: a day's calls are
+        recounted whole, so counting today every round would redo its work all day."""
+        wall = self.clock()
+        last_day = self._last_closable_day(wall)
+        counted = 0
+        while True:
+            async with self.pool.acquire() as conn, conn.transaction():
+                days = await aggregates.lock_uncounted_days(conn, DAYS_PER_COUNT, last_day)
+                clocks = {} if self.live else await feed.center_clocks(conn, sorted({c for c, _ in days}))
+                closed = [(center, day) for center, day in days if self._closed(center, day, clocks, wall)]
+                await aggregates.count_days(conn, self.zone, closed)
+            counted += len(closed)
+            if len(days) < DAYS_PER_COUNT or not closed:
+                return counted
+
     async def revise(self) -> int:
         """Store a new revision for every closed day whose suppressed counts changed; returns how many."""
         wall = self.clock()
-        # Live, no day after the last one closed by the wall clock can close: leave their rows unlocked.
-        last_day = (wall - self.lateness).astimezone(self.zone).date() - timedelta(days=1) if self.live else None
+        last_day = self._last_closable_day(wall)
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await feed.changed_days(conn, DAYS_PER_ROUND, last_day)
             if not rows:

@@ -24,7 +24,7 @@ after the recount commits, so the day is counted again.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -47,7 +47,7 @@ from sinks.base import BatchWrite, StaleRead
 if TYPE_CHECKING:
     from sinks.connection import Connection
 
-__all__ = ["OutcomeInput", "count_all_changed_days", "count_changed_days", "new_inputs", "record"]
+__all__ = ["OutcomeInput", "count_all_changed_days", "count_days", "lock_uncounted_days", "new_inputs", "record"]
 
 _COLUMN_TYPES = {
     "call_id": "text", "center_id": "text", "district": "text", "received_at": "timestamptz", "person_ref": "text",
@@ -146,9 +146,11 @@ async def record(conn: Connection, items: Iterable[OutcomeInput], zone: ZoneInfo
 
 # -- counting: outcome_daily made from the facts of each changed center-day -------------------------
 
+# Oldest day first across centers (the closed ones); SKIP LOCKED never waits, so this order and the
+# batches' (center, day) order cannot deadlock.
 _LOCK_UNCOUNTED = (
     "SELECT center_id, day FROM outcome_days WHERE version > counted_version"
-    " ORDER BY center_id, day LIMIT $1 FOR UPDATE SKIP LOCKED"
+    " AND ($2::date IS NULL OR day <= $2::date) ORDER BY day, center_id LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
 # A day's calls: those received within its local bounds (the (center_id, received_at) index).
 _DAY_FACTS = (
@@ -175,13 +177,18 @@ _MARK_COUNTED = (
 )
 
 
-async def count_changed_days(conn: Connection, zone: ZoneInfo, limit: int = 50) -> int:
-    """Recount up to ``limit`` center-days whose facts changed since they were last counted, in one
-    transaction (the caller's); returns how many. Days another worker or a batch holds are left for
-    the next call."""
-    days = [(row["center_id"], row["day"]) for row in await conn.fetch(_LOCK_UNCOUNTED, limit)]
+async def lock_uncounted_days(conn: Connection, limit: int, last_day: date | None) -> list[tuple[str, date]]:
+    """Up to ``limit`` center-days (up to ``last_day`` when given) whose facts changed since they were
+    counted, oldest first, locked until the caller's transaction ends; days another worker or a batch
+    holds are skipped."""
+    return [(row["center_id"], row["day"]) for row in await conn.fetch(_LOCK_UNCOUNTED, limit, last_day)]
+
+
+async def count_days(conn: Connection, zone: ZoneInfo, days: Sequence[tuple[str, date]]) -> None:
+    """Recount these center-days (locked by ``lock_uncounted_days`` in the caller's transaction) from
+    their calls' facts, writing only the counts that changed, and mark them counted."""
     if not days:
-        return 0
+        return
     bounds = [day_bounds(day, zone) for _, day in days]
     facts = [facts_from_mapping(dict(row)) for row in await conn.fetch(
         _DAY_FACTS, [c for c, _ in days], [lo for lo, _ in bounds], [hi for _, hi in bounds])]
@@ -195,15 +202,16 @@ async def count_changed_days(conn: Connection, zone: ZoneInfo, limit: int = 50) 
     if rows:
         await conn.execute(_SET_DAILY, orjson.dumps(rows).decode())
     await conn.execute(_MARK_COUNTED, centers, dates)
-    return len(days)
 
 
-async def count_all_changed_days(pool: asyncpg.Pool, zone: ZoneInfo, limit: int = 50) -> int:
-    """Recount every changed center-day, ``limit`` per transaction; returns how many were counted."""
+async def count_all_changed_days(pool: asyncpg.Pool, zone: ZoneInfo, limit: int = 5) -> int:
+    """Recount every changed center-day now, open days included, ``limit`` per transaction; returns how
+    many (tests and diagnostics: the workers count closed days only, ``agents.outcomes_feed``)."""
     counted = 0
     while True:
         async with pool.acquire() as conn, conn.transaction():
-            n = await count_changed_days(conn, zone, limit)
-        counted += n
-        if n < limit:
+            days = await lock_uncounted_days(conn, limit, None)
+            await count_days(conn, zone, days)
+        counted += len(days)
+        if len(days) < limit:
             return counted
