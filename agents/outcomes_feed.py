@@ -4,8 +4,6 @@ A day closes when its end (midnight in the policy's time zone) plus ``CRISIS_OUT
 has passed: by the wall clock live, by event time (the newest call stored for the center) in
 replay and simulation (``CRISIS_TIMER_CLOCK=event``). Each round (``tick``, on every worker):
 
-0. **count**: recount the closed center-days whose calls' facts changed (``outcome_daily``, which
-   the reports read too; a day is counted once it closes, and again when a late event changes it);
 1. **revise**: for closed days whose aggregates changed since their last record, compute the day's
    counts, suppress small cells (a partner topic is a publication: the same rule as the reports),
    and store revision *n+1* when the suppressed counts differ from revision *n*, in one transaction;
@@ -21,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,10 +28,9 @@ import orjson
 
 from agents.clock import wall_clock
 from domain.outcome_report import complete, suppress_counts
-from domain.outcomes import MEASURES, day_bounds
+from domain.outcomes import MEASURES
 from domain.triage import deterministic_id
 from schemas.outcomes import OutcomesDaily
-from sinks import aggregates
 from sinks import outcome_feed as feed
 from streams import topics
 from streams.cloudevents import cloudevent_headers
@@ -44,13 +41,12 @@ from streams.publisher import OutboundMessage, Publisher
 log = logging.getLogger(__name__)
 
 DAYS_PER_ROUND = 2000
-DAYS_PER_COUNT = 5  # a day's calls are read and counted whole: a few per transaction
 RECORDS_PER_ROUND = 2000
 
 
 def day_end(day: date, zone: ZoneInfo) -> datetime:
     """The instant a local day ends."""
-    return day_bounds(day, zone)[1]
+    return datetime.combine(day + timedelta(days=1), time(0), zone)
 
 
 def record_for(center_id: str, day: date, revision: int, counts: dict[str, int], zone: ZoneInfo, threshold: int,
@@ -82,10 +78,8 @@ class OutcomesFeed:
         self.topic = settings.topic(topics.OUTCOMES)
 
     async def tick(self) -> int:
-        """One round: count and revise closed days, publish what is stored; returns records published.
-        Never raises."""
+        """One round: revise closed days, publish what is stored; returns records published. Never raises."""
         try:
-            await self.count()
             await self.revise()
             published = await self.publish()
             self.metrics.outcome_feed_pending.set(await feed.count_unpublished(self.pool))
@@ -99,32 +93,11 @@ class OutcomesFeed:
         now = wall if self.live else clocks.get(center_id)
         return now is not None and now - self.lateness >= day_end(day, self.zone)
 
-    def _last_closable_day(self, wall: datetime) -> date | None:
-        """Live, no day after the last one closed by the wall clock can close: their rows stay unlocked
-        (today's is every batch's). By event time each center's clock decides (``None``: no bound)."""
-        return (wall - self.lateness).astimezone(self.zone).date() - timedelta(days=1) if self.live else None
-
-    async def count(self) -> int:
-        """Recount the closed days whose facts changed (``outcome_daily``), a few per transaction so that no
-        day's row is held long; returns how many. Open days are counted once they close: a day's calls are
-        recounted whole, so counting today every round would redo its work all day."""
-        wall = self.clock()
-        last_day = self._last_closable_day(wall)
-        counted = 0
-        while True:
-            async with self.pool.acquire() as conn, conn.transaction():
-                days = await aggregates.lock_uncounted_days(conn, DAYS_PER_COUNT, last_day)
-                clocks = {} if self.live else await feed.center_clocks(conn, sorted({c for c, _ in days}))
-                closed = [(center, day) for center, day in days if self._closed(center, day, clocks, wall)]
-                await aggregates.count_days(conn, self.zone, closed)
-            counted += len(closed)
-            if len(days) < DAYS_PER_COUNT or not closed:
-                return counted
-
     async def revise(self) -> int:
         """Store a new revision for every closed day whose suppressed counts changed; returns how many."""
         wall = self.clock()
-        last_day = self._last_closable_day(wall)
+        # Live, no day after the last one closed by the wall clock can close: leave their rows unlocked.
+        last_day = (wall - self.lateness).astimezone(self.zone).date() - timedelta(days=1) if self.live else None
         async with self.pool.acquire() as conn, conn.transaction():
             rows = await feed.changed_days(conn, DAYS_PER_ROUND, last_day)
             if not rows:

@@ -571,10 +571,6 @@ def report(
         out.write_text(text, encoding="utf-8")
     typer.echo(f"report: {built.cells} cells, {len(built.suppressed)} suppressed, {seconds:.2f} s"
                + (f", written to {out}" if out else ""), err=True)
-    if built.meta.get("days_awaiting_count"):
-        typer.echo(f"note: {built.meta['days_awaiting_count']} center-day(s) in the range changed after the workers"
-                   " last counted them; their counts are as of that count (each feed round,"
-                   " CRISIS_OUTCOMES_FEED_INTERVAL_SECONDS)", err=True)
 
 
 def write_report_metrics(path: str | None, fmt: str, seconds: float, suppressed: int) -> None:

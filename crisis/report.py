@@ -86,8 +86,6 @@ async def gather(database_url: str, request: ReportRequest, zone: ZoneInfo,
                  step: Callable[[str], None]) -> Report:
     """Every read the report needs, then suppression; ``step`` names each stage (the progress indicator)."""
     step("reading the daily aggregates")
-    # Counts are made by the workers each feed round; days changed since are counted as of the last one.
-    awaiting = await q.uncounted_days(database_url, request.start, request.end)
     tables = await q.report_counts(database_url, request.start, request.end, request.by)
     columns = columns_for(request.by, request.start, request.end, tables)
     for column in columns:
@@ -106,7 +104,6 @@ async def gather(database_url: str, request: ReportRequest, zone: ZoneInfo,
     shown = not sensitive(len(seconds), request.threshold) and bool(seconds)
     report.meta["arrival_median_seconds"] = nearest_rank(seconds, 0.5) if shown else None
     report.meta["arrival_p90_seconds"] = nearest_rank(seconds, 0.9) if shown else None
-    report.meta["days_awaiting_count"] = awaiting
     return report
 
 

@@ -83,9 +83,6 @@ def _header(report: Report) -> list[str]:
         f"{report.meta.get('operator', '')} (report run {report.meta.get('run_id', '-')}).",
         SUPPRESSION_NOTE.format(k=report.threshold, k1=report.threshold + 1),
         "Times are minutes:seconds. Definitions of every figure: README, \"Reports and outcomes\".",
-        *([f"{report.meta['days_awaiting_count']} center-day(s) changed after the workers last counted them:"
-           " their counts are as of that count (one feed round behind)."]
-          if report.meta.get("days_awaiting_count") else []),
     ]
 
 

@@ -3,8 +3,9 @@
 Every call has one ``CallFacts`` row: what its events said so far (routes, the team's dispatch and
 arrival, the close, the SLA outcome, the follow-up). ``contributions`` turns a call's facts into the
 counts it adds to the daily aggregates, keyed by (center, local day, local hour, district, route,
-measure), and a day's aggregates are the sum over its calls (``day_counts``): a late arrival moves
-the call from "unserved" to "served" on the day the call belongs to when that day is counted again.
+measure). When an event changes a call, the aggregates change by ``contributions(after) -
+contributions(before)``: a late arrival moves the call from "unserved" to "served" on the day the
+call belongs to, and an event that changes nothing adds nothing.
 
 The fold is commutative: the first dispatch, arrival, close or SLA outcome is the earliest by event
 time, whatever order the events arrive in. It is not idempotent by itself (attempts are counted),
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -216,7 +217,7 @@ def apply_all(facts: Mapping[str, CallFacts], items: Iterable[OutcomeInput]) -> 
 
     Same result as ``apply`` one event after the other, but each call is copied once and changed in
     place while nobody else holds the copy: a frozen copy per event (31 fields each) was most of the
-    cost at thousands of events per batch.
+    cost at thousands of events per batch. The facts given are never changed.
     """
     working: dict[str, CallFacts] = {}
     for item in items:
@@ -240,15 +241,23 @@ def facts_from_mapping(values: Mapping[str, Any]) -> CallFacts:
 
 def contributions(facts: CallFacts, zone: ZoneInfo) -> Counter[Key]:
     """What one call adds to the daily aggregates: nothing until its ``call.received`` was stored."""
-    counts: Counter[Key] = Counter()
+    counted = _counted(facts, zone)
+    if counted is None:
+        return Counter()
+    base, measures = counted
+    return Counter({(*base, measure): n for measure, n in measures.items()})
+
+
+def _counted(facts: CallFacts, zone: ZoneInfo) -> tuple[tuple[str, date, int, str, str], dict[str, int]] | None:
+    """The call's key without its measure, and what it counts under each measure (None: nothing yet)."""
     if facts.received_at is None or facts.center_id is None:
-        return counts
+        return None
     local = facts.received_at.astimezone(zone)
-    route = ProgramRoute(facts.program_route) if facts.program_route else ProgramRoute.NOT_ELIGIBLE
-    base = (facts.center_id, local.date(), local.hour, facts.district or "", route.value)
+    route = _PROGRAM_ROUTE[facts.program_route] if facts.program_route else ProgramRoute.NOT_ELIGIBLE
+    measures: dict[str, int] = {}
 
     def add(measure: str, n: int = 1) -> None:
-        counts[(*base, measure)] += n
+        measures[measure] = n  # each measure is added once per call
 
     add("calls")
     if facts.behavioral_health:
@@ -258,11 +267,14 @@ def contributions(facts: CallFacts, zone: ZoneInfo) -> Counter[Key]:
         _eligible(facts, route, add)
     if facts.followup_contact_ended_at is not None:
         _followups(facts, add)
-    return counts
+    return (facts.center_id, local.date(), local.hour, facts.district or "", route.value), measures
+
+
+_PROGRAM_ROUTE = {route.value: route for route in ProgramRoute}
 
 
 def _eligible(facts: CallFacts, route: ProgramRoute, add: Any) -> None:
-    current = ProgramRoute(facts.current_route) if facts.current_route else route
+    current = _PROGRAM_ROUTE[facts.current_route] if facts.current_route else route
     closed = facts.closed_at is not None
     result = service(current, not facts.routed, facts.team_dispatched_at is not None,
                      facts.team_arrived_at is not None, closed, facts.disposition, facts.cad_unserved_reason)
@@ -316,15 +328,27 @@ def _followups(facts: CallFacts, add: Any) -> None:
         add("followup_reached")
 
 
-def day_counts(facts: Iterable[CallFacts], zone: ZoneInfo) -> Counter[Key]:
-    """The daily aggregates these calls make: the sum of their contributions (zeros dropped)."""
-    counts: Counter[Key] = Counter()
-    for call in facts:
-        counts.update(contributions(call, zone))
-    return Counter({key: n for key, n in counts.items() if n != 0})
+def deltas(before: Mapping[str, CallFacts], after: Mapping[str, CallFacts], zone: ZoneInfo) -> Counter[Key]:
+    """How the aggregates change when the calls in ``after`` go from ``before`` to ``after`` (zeros dropped)."""
+    change: dict[Key, int] = {}
 
+    def add(base: tuple[str, date, int, str, str], measures: Mapping[str, int], sign: int) -> None:
+        for measure, n in measures.items():
+            key = (*base, measure)
+            change[key] = change.get(key, 0) + sign * n
 
-def day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """The instants (UTC) where local day ``day`` begins and ends (23 or 25 hours apart across a DST change)."""
-    return (datetime.combine(day, time(0), zone).astimezone(UTC),
-            datetime.combine(day + timedelta(days=1), time(0), zone).astimezone(UTC))
+    for call_id, new in after.items():
+        old = before.get(call_id)
+        if old == new:
+            continue
+        now, then = _counted(new, zone), _counted(old, zone) if old is not None else None
+        if now is not None and then is not None and now[0] == then[0]:
+            # Same day, hour, district and route (nearly always): only the measures that moved.
+            (base, counted), previous = now, then[1]
+            add(base, {m: counted.get(m, 0) - previous.get(m, 0) for m in counted.keys() | previous.keys()}, 1)
+            continue
+        if now is not None:
+            add(*now, 1)
+        if then is not None:
+            add(*then, -1)
+    return Counter({key: n for key, n in change.items() if n != 0})

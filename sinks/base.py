@@ -21,7 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from domain.outcomes import CallFacts, Key, OutcomeInput, apply_all, day_counts
+from domain.outcomes import CallFacts, Key, OutcomeInput, apply_all, deltas
 from domain.policy import load_policy
 from domain.timers.kind import TimerEvent
 from schemas.calls import CallClosed, CallReceived, FollowupAttempted, FollowupCompleted, UnitArrived, UnitDispatched
@@ -145,6 +145,7 @@ class InMemoryStore:
     def __init__(self, zone: ZoneInfo | None = None) -> None:
         self.zone = zone or load_policy().zone
         self.outcome_facts: dict[str, CallFacts] = {}  # as outcome_calls
+        self.outcome_daily: Counter[Key] = Counter()  # as outcome_daily
         self.calls: dict[str, CallReceived] = {}
         self.decisions: dict[str, TriageDecision] = {}
         self.lifecycle: dict[str, LifecycleEvent] = {}
@@ -169,13 +170,11 @@ class InMemoryStore:
         return None
 
     def record_outcomes(self, items: Iterable[OutcomeInput]) -> None:
-        """The outcome facts, as ``sinks.aggregates`` keeps them in Postgres (events new to the store only)."""
-        self.outcome_facts.update(apply_all(self.outcome_facts, items))
-
-    @property
-    def outcome_daily(self) -> Counter[Key]:
-        """The daily aggregates, as ``sinks.aggregates`` counts them from the facts in Postgres."""
-        return day_counts(self.outcome_facts.values(), self.zone)
+        """The outcome aggregates, as ``sinks.aggregates`` keeps them in Postgres (events new to the store only)."""
+        after = apply_all(self.outcome_facts, items)
+        self.outcome_daily.update(deltas(self.outcome_facts, after, self.zone))
+        self.outcome_daily = Counter({key: n for key, n in self.outcome_daily.items() if n != 0})
+        self.outcome_facts.update(after)
 
     def timer_states(self, kind: str) -> dict[str, Mapping[str, Any]]:
         """Test helper: the current (highest sequence) state of each call's timer of ``kind``."""

@@ -1,9 +1,8 @@
 """The outcomes feed's SQL: which closed days changed, their counts, and the outbox of revisions.
 
-Short transactions per round (``agents.outcomes_feed``), after ``sinks.aggregates`` recounted the
-days whose facts changed:
+Two short transactions per round (``agents.outcomes_feed``):
 
-1. ``changed_days`` locks the center-days whose counts moved since their last record
+1. ``changed_days`` locks the center-days whose aggregates moved since their last record
    (``FOR UPDATE SKIP LOCKED``: a day another worker is handling, or a batch is updating, waits for
    the next round), the caller stores a new revision for each closed one whose counts differ, and
    ``mark_fed`` remembers the version it was made from;
@@ -26,11 +25,10 @@ if TYPE_CHECKING:
 
 
 async def changed_days(conn: Connection, limit: int, last_day: date | None) -> list[asyncpg.Record]:
-    """Center-days up to ``last_day`` (all when ``None``) counted again since their last record, with the
-    version they were counted from, locked (others' skipped). Today's row, which every batch bumps, is
-    left alone when ``last_day`` says so."""
+    """Center-days up to ``last_day`` (all when ``None``) whose aggregates changed since their last record,
+    locked (others' skipped). Today's row, which every batch bumps, is left alone when ``last_day`` says so."""
     return list(await conn.fetch(
-        "SELECT center_id, day, counted_version AS version FROM outcome_days WHERE counted_version > fed_version"
+        "SELECT center_id, day, version FROM outcome_days WHERE version > fed_version"
         " AND ($2::date IS NULL OR day <= $2::date)"
         " ORDER BY center_id, day LIMIT $1 FOR UPDATE SKIP LOCKED", limit, last_day))
 

@@ -1,7 +1,6 @@
 """The outcome report's reads: counts from the daily aggregates, exact statistics from the facts.
 
-Counts come from ``outcome_daily`` (counted by ``sinks.aggregates`` from the facts of each changed
-day, every feed round: ``uncounted_days`` says how many are waiting). Response
+Counts come from ``outcome_daily`` (kept by ``sinks.aggregates`` as events are stored). Response
 times and repeat contacts are computed at report time from ``outcome_calls``, exactly
 (``percentile_disc``: nearest rank), on the ``(center_id, received_at)`` and ``(person_ref,
 received_at)`` indexes. Days and hours are the policy's time zone, as the aggregates store them.
@@ -11,14 +10,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from domain.outcome_report import DAY_MEASURES, HOUR_MEASURES, INTERVALS, Stat, period_of
-from domain.outcomes import MEASURES, day_bounds
+from domain.outcomes import MEASURES
 from sinks.queries import connection
 
 # Table id of a row in the chosen breakdown, from a local calendar day (``{day}``) or the row itself.
@@ -43,7 +42,7 @@ def _bound(sql: str, lower: datetime, upper: datetime, zone: ZoneInfo) -> tuple[
 
 def utc_bounds(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     """The instants where local day ``start`` begins and local day ``end`` ends."""
-    return day_bounds(start, zone)[0], day_bounds(end, zone)[1]
+    return (datetime.combine(start, time(0), zone), datetime.combine(end + timedelta(days=1), time(0), zone))
 
 
 async def report_counts(database_url: str, start: date, end: date, by: str) -> dict[str, dict[str, int]]:
@@ -175,15 +174,6 @@ async def outcome_facts(database_url: str) -> list[asyncpg.Record]:
     """Every call's outcome facts (tests and diagnostics)."""
     async with connection(database_url) as conn:
         return list(await conn.fetch("SELECT * FROM outcome_calls ORDER BY call_id"))
-
-
-async def uncounted_days(database_url: str, start: date | None = None, end: date | None = None) -> int:
-    """Center-days (within ``start``..``end`` when given) whose facts changed since ``outcome_daily`` counted
-    them: the workers recount them each feed round, so their counts lag by up to one round."""
-    async with connection(database_url) as conn:
-        return int(await conn.fetchval(
-            "SELECT count(*) FROM outcome_days WHERE version > counted_version"
-            " AND ($1::date IS NULL OR day >= $1) AND ($2::date IS NULL OR day <= $2)", start, end))
 
 
 async def daily_counts(database_url: str) -> dict[tuple[Any, ...], int]:

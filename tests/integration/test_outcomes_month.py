@@ -28,7 +28,7 @@ from crisis.simulate import City, CitySettings, SimulatedEvent
 from domain.outcome_report import SECTIONS
 from domain.policy import load_policy
 from sinks.outcome_feed import feed_records
-from sinks.outcome_queries import daily_counts, report_runs, uncounted_days
+from sinks.outcome_queries import daily_counts, report_runs
 from streams import topics
 from tests.conftest import wait_until
 from tests.integration import outcomes_oracle as oracle
@@ -132,12 +132,9 @@ async def test_a_simulated_month_end_to_end(pipeline_env, tmp_path):
     running = "SELECT count(*) FROM timers WHERE next_deadline_at IS NOT NULL"
     await wait_until(lambda: _equals(db, running, 0), 60)
 
-    await wait_until(lambda: counted(db, start, end), 60)
-
-    # Every aggregate row of the month's days (closed: the ticks' day is not, so not counted yet) equals the
-    # independent computation.
-    expected = in_range(oracle.daily(oracle.classify_all(everything, POLICY)), start, end)
-    assert in_range(await daily_counts(db), start, end) == expected, first.log_tail() + second.log_tail()
+    # Every aggregate row equals the independent computation.
+    expected = oracle.daily(oracle.classify_all(everything, POLICY))
+    assert await daily_counts(db) == expected, first.log_tail() + second.log_tail()
     month_days = {(c, d) for c, d, *_ in expected if start <= d <= end}
     assert len(month_days) == end.day
 
@@ -160,8 +157,7 @@ async def test_a_simulated_month_end_to_end(pipeline_env, tmp_path):
     await publish_to_partitions(bootstrap, topic, markers("replay"))
     await wait_until(lambda: stored(db, [m["event_id"] for m in markers("replay")]), 120)
     await asyncio.sleep(1.5)  # three feed rounds
-    await wait_until(lambda: counted(db, start, end), 60)
-    assert in_range(await daily_counts(db), start, end) == expected
+    assert await daily_counts(db) == expected
     assert [(r["center_id"], r["day"], r["revision"]) for r in await feed_records(db)] == [
         (r["center_id"], r["day"], r["revision"]) for r in before_replay]
 
@@ -180,9 +176,9 @@ async def test_a_simulated_month_end_to_end(pipeline_env, tmp_path):
     producer_events = [SimulatedEvent(datetime.now(UTC), late["call_id"], json.dumps(late).encode(), late["type"])]
     await publish_events(bootstrap, topic, producer_events)
     await wait_until(lambda: stored(db, ["late-arrival"]), 60)
-    revised_expected = in_range(oracle.daily(oracle.classify_all([*everything, late], POLICY)), start, end)
+    revised_expected = oracle.daily(oracle.classify_all([*everything, late], POLICY))
     assert revised_expected != expected
-    await wait_until(lambda: counted(db, start, end, revised_expected), 60)
+    assert await daily_counts(db) == revised_expected
     received = datetime.fromisoformat(late_call.received["occurred_at"])  # type: ignore[index]
     late_day = ("stl-911", received.astimezone(POLICY.zone).date())
     previous_revision = latest_records(before_replay)[late_day]["revision"]
@@ -199,19 +195,6 @@ async def test_a_simulated_month_end_to_end(pipeline_env, tmp_path):
     assert all("person_ref" not in r and "caller_phone" not in r for r in published)
     ids = Counter(r["event_id"] for r in published)
     assert len({(r["center_id"], r["day"], r["revision"]) for r in published}) == len(ids)
-
-
-async def counted(db: str, start: date, end: date, expected: dict[tuple[Any, ...], int] | None = None) -> bool:
-    """Whether the workers have counted every changed day of the month, all closed by then (and the counts
-    are ``expected``, when given)."""
-    if await uncounted_days(db, start, end):
-        return False
-    return expected is None or in_range(await daily_counts(db), start, end) == expected
-
-
-def in_range(counts: dict[tuple[Any, ...], int], start: date, end: date) -> dict[tuple[Any, ...], int]:
-    """The aggregate rows of days ``start``..``end``."""
-    return {key: n for key, n in counts.items() if start <= key[1] <= end}
 
 
 async def _equals(db: str, sql: str, value: int) -> bool:

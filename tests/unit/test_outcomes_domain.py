@@ -19,7 +19,7 @@ from domain.outcome_definitions import (
     service,
 )
 from domain.outcome_report import nearest_rank
-from domain.outcomes import CallFacts, apply_all, contributions, day_bounds, day_counts
+from domain.outcomes import CallFacts, apply_all, contributions, deltas
 from domain.policy import load_policy
 from schemas.calls import CallClosed, Disposition, UnitArrived, UnitDispatched
 from schemas.sla import SlaEvent
@@ -68,10 +68,8 @@ def test_a_call_belongs_to_its_local_day_and_hour():
 def test_served_when_the_team_arrives_and_a_late_arrival_turns_unserved_into_served():
     before = fold(decision(), dispatched(2), closed(30))
     assert measures(before)["unserved:closed_before_arrival"] == 1
-    after = apply_all({"c1": before}, [arrived(10)])["c1"]
-    change = measures(after)
-    change.subtract(measures(before))
-    change = Counter({measure: n for measure, n in change.items() if n})
+    after = apply_all({"c1": before}, [arrived(10)])
+    change = Counter({k[-1]: n for k, n in deltas({"c1": before}, after, ZONE).items()})
     assert change == Counter({"status:served": 1, "status:unserved": -1, "unserved:closed_before_arrival": -1,
                               "team_arrived": 1, "served_closed": 1, "diverted_from_jail": 1,
                               "diverted_from_hospital": 1})
@@ -157,28 +155,19 @@ def test_the_fold_does_not_depend_on_the_order_events_arrive_in(items, rng):
 
 @settings(max_examples=300, deadline=None)
 @given(events, st.integers(0, 8))
-def test_two_batches_fold_to_the_facts_of_one_and_leave_the_first_as_it_was(items, cut):
-    """A call's events in two batches give the facts (so the counts) one batch gives; the fold changes
-    its own copies only, never the facts it was given (the store's, or the batch's before-image)."""
+def test_aggregate_deltas_add_up_to_what_the_final_facts_count(items, cut):
+    """Applying a call's events in two batches changes the aggregates by exactly what one batch would."""
     first = apply_all({}, items[:cut])
     kept = {call_id: replace(facts) for call_id, facts in first.items()}
     second = apply_all(first, items[cut:])
-    assert {**first, **second} == apply_all({}, items)
-    assert first == kept
-
-
-def test_a_days_counts_are_the_sum_of_its_calls_contributions():
-    calls = [fold(decision()), replace(fold(decision(), dispatched(2), arrived(10), closed(30)), call_id="c2")]
-    counts = day_counts(calls, ZONE)
-    assert Counter({k[-1]: n for k, n in counts.items()}) == measures(calls[0]) + measures(calls[1])
-    assert day_counts([], ZONE) == Counter()
-
-
-def test_a_local_day_is_23_or_25_hours_long_across_daylight_saving_changes():
-    spring, autumn = day_bounds(date(2026, 3, 8), ZONE), day_bounds(date(2026, 11, 1), ZONE)
-    assert spring[1] - spring[0] == timedelta(hours=23)
-    assert autumn[1] - autumn[0] == timedelta(hours=25)
-    assert spring[0].astimezone(ZONE).hour == 0
+    assert first == kept  # the fold changes its own copies only, never the facts it was given
+    total = deltas({}, first, ZONE) + Counter()
+    total.update(deltas(first, {**first, **second}, ZONE))
+    final = {**first, **second}
+    expected = Counter()
+    for facts in final.values():
+        expected.update(contributions(facts, ZONE))
+    assert +total == +expected
 
 
 @settings(max_examples=300, deadline=None)
