@@ -176,6 +176,14 @@ async def outcome_facts(database_url: str) -> list[asyncpg.Record]:
         return list(await conn.fetch("SELECT * FROM outcome_calls ORDER BY call_id"))
 
 
+async def unfed_days(database_url: str, start: date, end: date) -> int:
+    """Center-days within ``start``..``end`` whose counts changed after their latest feed record was made
+    (the next feed round revises the closed ones; tests and diagnostics)."""
+    async with connection(database_url) as conn:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM outcome_days WHERE version > fed_version AND day BETWEEN $1 AND $2", start, end))
+
+
 async def daily_counts(database_url: str) -> dict[tuple[Any, ...], int]:
     """Every non-zero aggregate row, by (center, day, hour, district, route, measure) (tests and diagnostics)."""
     async with connection(database_url) as conn:
