@@ -172,7 +172,7 @@ class CallPipeline:
         delivered = await self.publisher.send(outbound_messages(state.write, stored, partition_of, self.settings.topic,
                                                                 self.settings.event_source))
         try:
-            await tx.finish()  # the outcome facts, written while the broker acknowledges
+            await tx.finish()  # the outcome aggregates, written while the broker acknowledges
         except BaseException:
             await asyncio.gather(delivered, return_exceptions=True)  # no delivery left unawaited
             raise

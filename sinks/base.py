@@ -124,8 +124,8 @@ class StoreTransaction(Protocol):
 
     async def finish(self) -> None:
         """The batch's last writes, after every ``write``: what its new events change in the outcome
-        facts (the rows every worker shares, so locked for the shortest time). Run at the commit if not
-        called before."""
+        facts and daily counts (today's count rows are every worker's, so they are locked last, for the
+        shortest time). Run at the commit if not called before."""
         ...
 
 

@@ -280,9 +280,9 @@ class PostgresStore:
         async with self.pool.acquire() as conn, conn.transaction():
             tx = PostgresTransaction(conn, self.zone)
             yield tx
-            # Outcome facts last, just before the commit: every worker bumps today's row, so it is locked
-            # only for that moment, after all of the batch's own rows (the pipeline calls it earlier, while
-            # its messages are being acknowledged).
+            # Outcome aggregates last, just before the commit: every worker updates today's count rows, so
+            # they are locked only for that moment, after all of the batch's own rows. The pipeline calls it
+            # while its messages are being acknowledged; that wait is usually the shorter of the two.
             await tx.finish()
 
     async def ping(self) -> None:
