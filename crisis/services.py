@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -105,8 +106,26 @@ class TansuBroker:
         self.stop()
 
 
+@contextlib.contextmanager
+def cache_lock(folder: Path) -> Iterator[None]:
+    """Held while a cache folder is checked and filled: the tests run in two processes, and on a fresh
+    machine both would otherwise download into the same folder at once."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def fetch_kafka_jars() -> Path:
     """Resolve Apache Kafka's jars with Maven into the cache folder (once); returns the libs folder."""
+    with cache_lock(KAFKA_CACHE):
+        return _fetch_kafka_jars()
+
+
+def _fetch_kafka_jars() -> Path:
     libs = KAFKA_CACHE / "libs"
     stamp = libs / ".complete"
     if stamp.exists() and stamp.read_text() == KAFKA_POM.read_text():

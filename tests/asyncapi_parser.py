@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from crisis.services import REPO_ROOT
+from crisis.services import REPO_ROOT, cache_lock
 
 PACKAGE_DIR = REPO_ROOT / "deploy" / "asyncapi"
 PARSE_SCRIPT = PACKAGE_DIR / "parse.cjs"
@@ -34,6 +34,11 @@ def pinned_version() -> str:
 
 def install_parser() -> Path:
     """``npm ci`` the locked parser into the cache folder (once per lock file); returns its ``node_modules``."""
+    with cache_lock(NODE_CACHE):
+        return _install_parser()
+
+
+def _install_parser() -> Path:
     target = NODE_CACHE / "asyncapi"
     stamp = target / ".complete"
     lock = (PACKAGE_DIR / "package-lock.json").read_text()
