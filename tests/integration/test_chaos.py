@@ -21,8 +21,8 @@ from crisis.chaos.suite import scenario
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
-# Every scenario but the three-broker cluster, whose three JVMs and kill-restart-resync cycles would
-# take `make test` past its ten minutes on two cores: `crisis chaos` (make chaos) runs it.
+# Every scenario but the three-broker cluster: its three JVMs and kill-restart-resync cycles, beside the
+# other test process and its broker on two cores, are for `crisis chaos` (make chaos).
 IN_MAKE_TEST = ("worker_crash", "broker_restart", "kafka_partition", "postgres_partition", "postgres_crash",
                 "postgres_failover", "hostile_input", "personal_data")
 
